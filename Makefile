@@ -1,0 +1,62 @@
+# The single entry point of the repository. `make help` lists every target.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# System packages the tests, the demo and the linters need (Debian 12 / Ubuntu 24.04 names).
+APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl
+# 4.74+ needs Node >= 22; Debian 12 ships Node 20.
+GITLAB_CI_LOCAL_VERSION := 4.73.0
+
+.PHONY: help setup system-packages lock test lint bench
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local ## Install system packages, .venv and tools (idempotent, fast when done)
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || echo "$$p"; done); \
+	missing=$$(echo $$missing); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> apt-get install $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "Missing system packages. Install them as root, then run make setup again:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y $$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@echo "==> Python environment in $(VENV) (first run takes about 3 minutes)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(VENV)/bin/pip check >/dev/null
+	@touch $@
+
+$(VENV)/bin/gitlab-ci-local: | $(VENV)/.installed
+	@echo "==> gitlab-ci-local $(GITLAB_CI_LOCAL_VERSION)"
+	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
+	@ln -sf ../npm/node_modules/.bin/gitlab-ci-local $@
+
+lock: ## Regenerate constraints.txt from a fresh install of pyproject.toml
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/pip install -q -e '.[dev]'
+	{ head -2 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
+
+test: setup ## Run every test (real Postgres, MLflow, nginx, Docker, gitlab-ci-local)
+	$(VENV)/bin/pytest
+
+lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup ## Run the benchmarks and print their tables
+	$(PY) -m tests.bench

@@ -1,0 +1,1 @@
+"""The bridge: usage ledger, run provenance and invoices for the platform."""

@@ -1,0 +1,5 @@
+"""Shared pytest configuration: each fixture module under tests/fixtures is a plugin."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+]

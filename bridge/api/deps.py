@@ -1,0 +1,54 @@
+"""Request-scoped dependencies: the app's services and the authenticated caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from bridge.api.errors import ApiError
+from bridge.auth import ADMIN, Caller, identify, same_secret
+from bridge.billing import Rates
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.storage.database import Database
+
+
+@dataclass
+class Bridge:
+    """What every request handler needs; one per application."""
+
+    settings: Settings
+    rates: Rates
+    db: Database
+    metrics: Metrics
+
+
+def services(request: Request) -> Bridge:
+    return request.app.state.bridge
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+    return token.strip()
+
+
+BridgeDep = Annotated[Bridge, Depends(services)]
+
+
+def caller(request: Request, bridge: BridgeDep) -> Caller:
+    """The admin or a client; 401 for anything else."""
+    token = bearer_token(request)
+    if same_secret(token, bridge.settings.admin_token):
+        return ADMIN
+    with bridge.db.connection() as conn:
+        found = identify(conn, token, bridge.settings.admin_token)
+    if found is None:
+        raise ApiError(401, "unauthorized", "unknown token")
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]

@@ -1,0 +1,244 @@
+"""`bridge`: the command line of the bridge service (a thin face over the same services)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from bridge import invoices, ledger, reports
+from bridge.auth import InvalidSlug, SlugTaken, add_client
+from bridge.billing import Rates, RatesFileError, load_rates, validate_period
+from bridge.gitlab.normalize import facts_of
+from bridge.settings import SETTINGS, ConfigError, Settings
+from bridge.storage import migrate as migrations
+from bridge.storage.database import DatabaseUnavailable, single_connection
+
+log = logging.getLogger("bridge")
+
+# Failures a user can fix: a short message and exit 1, never a traceback.
+EXPECTED_ERRORS = (
+    ConfigError,
+    RatesFileError,
+    DatabaseUnavailable,
+    invoices.UnknownClient,
+    invoices.FinalizeRefused,
+    SlugTaken,
+)
+
+
+def _environment_help() -> str:
+    lines = ["\b", "Configuration (environment variables):"]
+    lines += [f"  {s.env:<28} {s.help}" for s in SETTINGS]
+    return "\n".join(lines)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as exc:
+            message = f"unknown client {exc}" if isinstance(exc, invoices.UnknownClient) else exc
+            raise click.ClickException(str(message)) from None
+
+
+def setting_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """CLI flags for the named (non-secret) settings, each also read from its variable."""
+    by_name = {s.name: s for s in SETTINGS}
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            setting = by_name[name]
+            command = click.option(
+                f"--{name.replace('_', '-')}",
+                name,
+                envvar=setting.env,
+                show_envvar=True,
+                help=setting.help,
+            )(command)
+        return command
+
+    return decorate
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+def _rates(settings: Settings) -> Rates:
+    return load_rates(settings.rates_path)
+
+
+def _period(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return validate_period(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(cls=_Group, epilog=_environment_help())
+@click.version_option(package_name="bridge")
+def main() -> None:
+    """The bridge: GitLab job events in, an exactly-once usage ledger and invoices out."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations (running it again is a no-op)."""
+    settings = _settings()
+    settings.require("database_url")
+    with single_connection(str(settings.database_url)) as conn:
+        applied = migrations.migrate(conn)
+    if applied:
+        for migration in applied:
+            click.echo(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--access-log/--no-access-log", default=False, help="Log every HTTP request.")
+@setting_options("rates_file", "gitlab_url", "public_url", "id_token_audience", "jwks_url")
+def serve(host: str, port: int, access_log: bool, **overrides: Any) -> None:
+    """Serve the HTTP API (webhooks, usage, invoices, health, metrics)."""
+    import uvicorn
+
+    from bridge.api.app import create_app
+
+    settings = _settings(**overrides)
+    app = create_app(settings)
+    _warn_if_rates_changed(settings, app.state.bridge.rates)
+    log.info("serving on http://%s:%s for GitLab %s", host, port, settings.instance)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_config=None,
+        # SIGTERM: stop accepting, let in-flight requests finish (each is one short txn).
+        timeout_graceful_shutdown=30,
+    )
+
+
+def _warn_if_rates_changed(settings: Settings, rates: Rates) -> None:
+    try:
+        with single_connection(str(settings.database_url)) as conn, conn.transaction():
+            changed = ledger.rates_changed_since_build(conn, rates)
+    except DatabaseUnavailable as exc:
+        log.warning("database not reachable yet (%s); serving anyway, /readyz says when", exc)
+        return
+    if changed:
+        log.warning(
+            "the rates file's classes or client mapping changed since the ledger was built: "
+            "run `bridge rebuild` so existing jobs are classified by the new rules"
+        )
+
+
+@main.group()
+def clients() -> None:
+    """Billing clients and their API tokens."""
+
+
+@clients.command("add")
+@click.argument("slug")
+def clients_add(slug: str) -> None:
+    """Register client SLUG and print its API token (shown this once, stored only hashed)."""
+    settings = _settings()
+    settings.require("database_url")
+    try:
+        with single_connection(str(settings.database_url)) as conn, conn.transaction():
+            token = add_client(conn, slug)
+    except InvalidSlug as exc:
+        raise click.BadParameter(str(exc), param_hint="SLUG") from None
+    click.echo(token)
+    click.echo(f"client {slug} added; store the token now, it cannot be shown again", err=True)
+
+
+def _client_period_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--period", required=True, callback=_period, help="UTC month, YYYY-MM.")(
+        command
+    )
+    return click.option("--client", required=True, help="Billing client slug.")(command)
+
+
+def _print_document(document: dict[str, Any], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(document, indent=2))
+    elif output == "csv":
+        click.echo(reports.to_csv(document), nl=False)
+    else:
+        click.echo(reports.to_table(document))
+
+
+@main.command()
+@_client_period_options
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json", "csv"]), default="table",
+    show_default=True,
+)  # fmt: skip
+@setting_options("rates_file")
+def usage(client: str, period: str, output: str, **overrides: Any) -> None:
+    """Usage of CLIENT in PERIOD, priced, with any conflicting facts listed."""
+    settings = _settings(**overrides)
+    settings.require("database_url")
+    rates = _rates(settings)
+    with single_connection(str(settings.database_url)) as conn:
+        document = invoices.document(conn, rates, client, period)
+    _print_document(document, output)
+
+
+@main.command()
+@_client_period_options
+@click.option(
+    "--format", "output", type=click.Choice(["json", "csv"]), default="json", show_default=True
+)
+@click.option("--finalize", is_flag=True, help="Freeze the invoice: it never changes again.")
+@click.option("--force", is_flag=True, help="Finalize even though the checks say it is early.")
+@setting_options("rates_file")
+def invoice(
+    client: str, period: str, output: str, finalize: bool, force: bool, **overrides: Any
+) -> None:
+    """The invoice of CLIENT for PERIOD; with --finalize, freeze it."""
+    settings = _settings(**overrides)
+    settings.require("database_url")
+    rates = _rates(settings)
+    with single_connection(str(settings.database_url)) as conn:
+        if finalize:
+            done = invoices.finalize(
+                conn, rates, client, period, now=datetime.now(UTC), force=force
+            )
+            if force and not done.already:
+                log.warning("invoice %s %s finalized with --force", client, period)
+            state = "was already finalized" if done.already else "is now finalized"
+            click.echo(f"invoice {client} {period} {state}", err=True)
+            document = done.document
+        else:
+            document = invoices.document(conn, rates, client, period)
+    _print_document(document, output)
+
+
+@main.command()
+@setting_options("rates_file")
+def rebuild(**overrides: Any) -> None:
+    """Recompute the ledger from every stored event (finalized invoices stay as issued)."""
+    settings = _settings(**overrides)
+    settings.require("database_url")
+    rates = _rates(settings)
+
+    def progress(done: int) -> None:
+        click.echo(f"replayed {done} events", err=True)
+
+    with single_connection(str(settings.database_url)) as conn:
+        replayed = ledger.rebuild(conn, rates, facts_of, progress)
+    click.echo(f"ledger rebuilt from {replayed} stored events")

@@ -1,0 +1,102 @@
+"""Every setting of the bridge, declared once: name, environment variable, help.
+
+Secrets are read from the environment only (a command-line flag would show in `ps`);
+the other settings are also CLI flags, added by `bridge.cli` from this table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    help: str
+    secret: bool = False
+
+
+SETTINGS = (
+    Setting("database_url", "BRIDGE_DATABASE_URL", "Postgres URL of the ledger.", secret=True),
+    Setting("webhook_token", "BRIDGE_WEBHOOK_TOKEN", "Secret token GitLab sends in X-Gitlab-Token.",
+            secret=True),
+    Setting("webhook_signing_key", "BRIDGE_WEBHOOK_SIGNING_KEY",
+            "Optional whsec_... key: then every webhook must carry a valid webhook-signature.",
+            secret=True),
+    Setting("admin_token", "BRIDGE_ADMIN_TOKEN", "Bearer token of the operator (sees everything).",
+            secret=True),
+    Setting("rates_file", "BRIDGE_RATES_FILE", "Path of the rates file (YAML)."),
+    Setting("gitlab_url", "BRIDGE_GITLAB_URL",
+            "GitLab's external URL: identifies the instance and is the ID-token issuer."),
+    Setting("gitlab_token", "BRIDGE_GITLAB_TOKEN",
+            "Admin API token for reconciliation and hook provisioning.", secret=True),
+    Setting("public_url", "BRIDGE_PUBLIC_URL",
+            "URL GitLab and jobs use to reach the bridge (project hooks, ID-token audience)."),
+    Setting("id_token_audience", "BRIDGE_ID_TOKEN_AUDIENCE",
+            "Expected `aud` of CI ID tokens (default: BRIDGE_PUBLIC_URL)."),
+    Setting("jwks_url", "BRIDGE_JWKS_URL",
+            "Where to fetch GitLab's signing keys (default: <gitlab>/oauth/discovery/keys)."),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    webhook_token: str | None = None
+    webhook_signing_key: str | None = None
+    admin_token: str | None = None
+    rates_file: str | None = None
+    gitlab_url: str | None = None
+    gitlab_token: str | None = None
+    public_url: str | None = None
+    id_token_audience: str | None = None
+    jwks_url: str | None = None
+    # Bodies above this are refused (GitLab itself caps payloads at 25 MB).
+    max_body_bytes: int = 25 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
+        """Environment first, then explicit (CLI) overrides that are not None."""
+        values: dict[str, object] = {
+            s.name: environ[s.env] for s in SETTINGS if environ.get(s.env, "").strip()
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+
+    def require(self, *names: str) -> None:
+        missing = [s for s in SETTINGS if s.name in names and not getattr(self, s.name)]
+        if missing:
+            raise ConfigError(
+                "missing configuration: " + "; ".join(f"{s.env} ({s.help})" for s in missing)
+            )
+
+    @property
+    def instance(self) -> str:
+        """The GitLab instance part of every job's identity: its URL without trailing slash."""
+        self.require("gitlab_url")
+        return str(self.gitlab_url).rstrip("/")
+
+    @property
+    def rates_path(self) -> Path:
+        self.require("rates_file")
+        return Path(str(self.rates_file))
+
+    @property
+    def audience(self) -> str:
+        if self.id_token_audience:
+            return self.id_token_audience
+        self.require("public_url")
+        return str(self.public_url)
+
+    @property
+    def jwks(self) -> str:
+        return self.jwks_url or f"{self.instance}/oauth/discovery/keys"

@@ -6,6 +6,10 @@ One code path for every source (webhooks, the reconciler, `bridge rebuild`). Gua
   and concurrent facts about one job are serialised by its row lock;
 - status only moves forward; the first terminal fact fixes the bill, and a later terminal
   fact that disagrees is kept as a conflict, never billed.
+
+Storing and applying a delivery is a single SQL statement (see `queries.RECORD_DELIVERY`):
+the webhook path commits once, with one round trip, which is what keeps ingest close to
+the raw insert rate of the database.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class Delivery:
     instance: str
     source: str
     kind: str
-    payload: dict[str, Any]
+    body: bytes  # exactly as received
     headers: dict[str, str]
     idempotency_key: str | None = None
 
@@ -51,25 +55,32 @@ class Delivery:
 def record_delivery(
     conn: psycopg.Connection, delivery: Delivery, facts: Iterable[JobFact], rates: Rates
 ) -> Outcome:
-    """Store the delivery and apply its facts, inside the caller's transaction."""
-    stored = conn.execute(
-        queries.INSERT_RAW_EVENT,
+    """Store the delivery and apply its facts, in the caller's transaction if there is one.
+
+    Storing and applying is one statement, so even in autocommit mode they commit together.
+    A conflict record is written after it: it only compares with a bill that can no longer
+    change, and `rebuild` would recreate it from the stored delivery.
+    """
+    distinct = _distinct(facts)
+    row = conn.execute(
+        queries.RECORD_DELIVERY,
         {
             "instance": delivery.instance,
             "source": delivery.source,
             "kind": delivery.kind,
             "idempotency_key": delivery.idempotency_key,
             "headers": Jsonb(delivery.headers),
-            "payload": Jsonb(delivery.payload),
+            "body": delivery.body,
+            "facts": Jsonb([fact_row(fact, rates) for fact in distinct]),
         },
     ).fetchone()
-    if stored is None:
+    if row is None:
         return Outcome.DUPLICATE
-    event_id, received_at = stored
-    return apply_facts(conn, delivery.instance, facts, event_id, received_at, rates)
+    event_id, received_at, applied = row
+    return _outcome(conn, delivery.instance, distinct, set(applied), event_id, received_at)
 
 
-def apply_facts(
+def reapply(
     conn: psycopg.Connection,
     instance: str,
     facts: Iterable[JobFact],
@@ -77,71 +88,102 @@ def apply_facts(
     received_at: datetime,
     rates: Rates,
 ) -> Outcome:
-    # Always lock jobs in build-id order, so two pipeline events cannot deadlock.
-    outcomes = [
-        _apply(conn, instance, fact, event_id, received_at, rates)
-        for fact in sorted(facts, key=lambda f: f.build_id)
-    ]
+    """Apply the facts of an already stored delivery again (used by `rebuild`)."""
+    distinct = _distinct(facts)
+    _, _, applied = conn.execute(
+        queries.REAPPLY_EVENT,
+        {
+            "instance": instance,
+            "event_id": event_id,
+            "received_at": received_at,
+            "facts": Jsonb([fact_row(fact, rates) for fact in distinct]),
+        },
+    ).fetchone()
+    return _outcome(conn, instance, distinct, set(applied), event_id, received_at)
+
+
+def _distinct(facts: Iterable[JobFact]) -> list[JobFact]:
+    """At most one fact per job and delivery (Postgres cannot upsert a row twice in one
+    statement): a terminal fact, else the most advanced one."""
+    chosen: dict[int, JobFact] = {}
+    for fact in facts:
+        kept = chosen.get(fact.build_id)
+        if kept is None or _ahead(fact, kept):
+            chosen[fact.build_id] = fact
+    return sorted(chosen.values(), key=lambda f: f.build_id)
+
+
+def _ahead(fact: JobFact, than: JobFact) -> bool:
+    if than.terminal:
+        return False
+    return fact.terminal or status_rank(fact.status) > status_rank(than.status)
+
+
+def _outcome(
+    conn: psycopg.Connection,
+    instance: str,
+    facts: list[JobFact],
+    applied: set[int],
+    event_id: int,
+    received_at: datetime,
+) -> Outcome:
+    outcomes = set()
+    for fact in facts:
+        if fact.build_id in applied:
+            outcomes.add(Outcome.RECORDED)
+        elif fact.terminal:
+            outcomes.add(_check_conflict(conn, instance, fact, event_id, received_at))
+        else:
+            outcomes.add(Outcome.DUPLICATE)
     for strongest in (Outcome.RECORDED, Outcome.CONFLICT):
         if strongest in outcomes:
             return strongest
     return Outcome.DUPLICATE
 
 
-def _apply(
+def _check_conflict(
     conn: psycopg.Connection,
     instance: str,
     fact: JobFact,
     event_id: int,
     received_at: datetime,
-    rates: Rates,
 ) -> Outcome:
-    row = job_row(instance, fact, event_id, received_at, rates)
-    if conn.execute(queries.INSERT_JOB, row).fetchone() is not None:
-        return Outcome.RECORDED
-    status, terminal, seconds, runner_id = conn.execute(queries.LOCK_JOB, row).fetchone()
-    if terminal:
-        if not fact.terminal:
-            return Outcome.DUPLICATE
-        recorded = _signature(status, seconds, runner_id)
-        incoming = _signature(row["status"], row["billable_seconds"], row["runner_id"])
-        if recorded == incoming:
-            return Outcome.DUPLICATE
-        fingerprint = hashlib.sha256(json.dumps(incoming, sort_keys=True).encode()).hexdigest()
-        inserted = conn.execute(
-            queries.INSERT_CONFLICT,
-            {
-                "instance": instance,
-                "build_id": fact.build_id,
-                "event_id": event_id,
-                "recorded": Jsonb(recorded),
-                "incoming": Jsonb(incoming),
-                "fingerprint": fingerprint,
-                # When the disagreeing fact arrived, so a rebuild reproduces it exactly.
-                "detected_at": received_at,
-            },
-        ).fetchone()
-        return Outcome.CONFLICT if inserted else Outcome.DUPLICATE
-    if fact.terminal or status_rank(fact.status) > status_rank(status):
-        conn.execute(queries.ADVANCE_JOB, row)
-        return Outcome.RECORDED
-    return Outcome.DUPLICATE
+    """A terminal fact about a job whose bill is already fixed: the same fact, or a conflict."""
+    key = {"instance": instance, "build_id": fact.build_id}
+    recorded = _signature(*conn.execute(queries.BILLED_FACT, key).fetchone())
+    seconds = billable_seconds(fact.duration, fact.started_at, fact.finished_at)
+    incoming = _signature(fact.status, seconds, fact.runner.id if fact.runner else None)
+    if recorded == incoming:
+        return Outcome.DUPLICATE
+    inserted = conn.execute(
+        queries.INSERT_CONFLICT,
+        {
+            **key,
+            "event_id": event_id,
+            "recorded": Jsonb(recorded),
+            "incoming": Jsonb(incoming),
+            "fingerprint": hashlib.sha256(
+                json.dumps(incoming, sort_keys=True).encode()
+            ).hexdigest(),
+            # When the disagreeing fact arrived, so a rebuild reproduces it exactly.
+            "detected_at": received_at,
+        },
+    ).fetchone()
+    return Outcome.CONFLICT if inserted else Outcome.DUPLICATE
 
 
-def job_row(
-    instance: str, fact: JobFact, event_id: int, received_at: datetime, rates: Rates
-) -> dict[str, Any]:
-    """The `jobs` columns one fact implies (billing columns only for a terminal fact)."""
+def fact_row(fact: JobFact, rates: Rates) -> dict[str, Any]:
+    """The `jobs` columns one fact implies (billing columns only for a terminal fact), as JSON."""
     runner = fact.runner
     terminal = fact.terminal
     billable = terminal and fact.status in BILLABLE_TERMINAL_STATUSES and runner is not None
+    moment = fact.finished_at or fact.started_at or fact.created_at
     seconds = billable_seconds(fact.duration, fact.started_at, fact.finished_at)
-    # GitLab always sends finished_at on a terminal event; the fallbacks keep a malformed
-    # but authentic event billable in a deterministic month (received_at is stored).
-    moment = fact.finished_at or fact.started_at or fact.created_at or received_at
     return {
-        "instance": instance,
         "build_id": fact.build_id,
+        "status": fact.status,
+        "status_rank": status_rank(fact.status),
+        "terminal": terminal,
         "project_id": fact.project_id,
         "project_path": fact.project_path,
         "client": rates.client_of(fact.project_path),
@@ -150,22 +192,28 @@ def job_row(
         "stage": fact.stage,
         "ref": fact.ref,
         "sha": fact.sha,
-        "status": fact.status,
-        "created_at": fact.created_at,
-        "started_at": fact.started_at,
-        "finished_at": fact.finished_at,
-        "duration": fact.duration,
+        "created_at": _iso(fact.created_at),
+        "started_at": _iso(fact.started_at),
+        "finished_at": _iso(fact.finished_at),
+        "duration": None if fact.duration is None else str(fact.duration),
         "failure_reason": fact.failure_reason,
         "runner_id": runner.id if runner else None,
         "runner_description": runner.description if runner else None,
         "runner_type": runner.runner_type if runner else None,
         "runner_tags": list(runner.tags) if runner else [],
-        "terminal_event_id": event_id if terminal else None,
         "billable": billable,
-        "billable_seconds": seconds if terminal else None,
+        "billable_seconds": str(seconds) if terminal else None,
         "runner_class": rates.runner_class(runner.tags) if billable and runner else None,
-        "period": period_of(moment) if terminal else None,
+        "period": period_of(moment) if terminal and moment else None,
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _fingerprint(signature: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
 
 
 def _signature(status: str, seconds: Decimal | None, runner_id: int | None) -> dict[str, Any]:
@@ -177,7 +225,7 @@ def _signature(status: str, seconds: Decimal | None, runner_id: int | None) -> d
 def rebuild(
     conn: psycopg.Connection,
     rates: Rates,
-    facts_of: Callable[[str, str, dict[str, Any]], list[JobFact]],
+    facts_of: Callable[[str, str, bytes], list[JobFact]],
     progress: Callable[[int], None] = lambda _done: None,
 ) -> int:
     """Recompute jobs and conflicts from every stored delivery, in arrival order.
@@ -192,9 +240,9 @@ def rebuild(
         with conn.cursor(name="replay") as events:
             events.itersize = 2000
             events.execute(queries.REPLAY_RAW_EVENTS)
-            for event_id, received_at, instance, source, kind, payload in events:
-                facts = facts_of(source, kind, payload)
-                apply_facts(conn, instance, facts, event_id, received_at, rates)
+            for event_id, received_at, instance, source, kind, body in events:
+                facts = facts_of(source, kind, bytes(body))
+                reapply(conn, instance, facts, event_id, received_at, rates)
                 replayed += 1
                 if replayed % 2000 == 0:
                     progress(replayed)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from bridge import __version__
 from bridge.api import errors, health, hooks, reports
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
+from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.storage.database import Database
@@ -24,11 +27,10 @@ REQUIRED_SETTINGS = ("database_url", "webhook_token", "admin_token", "rates_file
 def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     """Build the app; raises ConfigError or RatesFileError before serving anything."""
     settings.require(*REQUIRED_SETTINGS)
+    rates = rates or load_rates(settings.rates_path)
+    db = Database(str(settings.database_url))
     bridge = Bridge(
-        settings=settings,
-        rates=rates or load_rates(settings.rates_path),
-        db=Database(str(settings.database_url)),
-        metrics=Metrics(),
+        settings=settings, rates=rates, db=db, ingest=IngestQueue(db, rates), metrics=Metrics()
     )
 
     @asynccontextmanager
@@ -36,9 +38,12 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
         # Opening does not wait for Postgres: the bridge starts (and says it is not ready)
         # while the database is still coming up, and recovers without a restart.
         bridge.db.open()
+        bridge.ingest.start()
         try:
             yield
         finally:
+            # The server has finished its in-flight requests: apply what they submitted.
+            bridge.ingest.stop()
             bridge.db.close()
 
     app = FastAPI(
@@ -53,7 +58,18 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     )
     app.state.bridge = bridge
     errors.install(app)
-    app.include_router(hooks.router)
+    app.router.routes.append(hooks.ROUTE)
     app.include_router(reports.router)
     app.include_router(health.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            schema["paths"]["/hooks/gitlab"] = hooks.OPENAPI
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from bridge.api.errors import ApiError
 from bridge.auth import ADMIN, Caller, identify, same_secret
 from bridge.billing import Rates
+from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.storage.database import Database
@@ -22,6 +23,7 @@ class Bridge:
     settings: Settings
     rates: Rates
     db: Database
+    ingest: IngestQueue
     metrics: Metrics
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 from bridge.facts import JobFact
 from bridge.gitlab.webhooks import parse_event
 
 
-def facts_of(source: str, kind: str, payload: dict[str, Any]) -> list[JobFact]:
+def facts_of(source: str, kind: str, body: bytes) -> list[JobFact]:
     if source == "webhook":
-        return parse_event(payload).facts
+        return parse_event(json.loads(body)).facts
     raise ValueError(f"raw event of unknown source {source!r} (kind {kind!r})")

@@ -33,7 +33,7 @@ class Database:
             # up early: the next request that finds the pool empty starts a fresh attempt,
             # and the bridge recovers within seconds of Postgres coming back.
             reconnect_timeout=10.0,
-            # Reads need no transaction; writes open one explicitly (`transaction()`).
+            # Each statement commits on its own unless the caller opens a transaction.
             kwargs={"autocommit": True},
             name="bridge",
         )
@@ -54,12 +54,6 @@ class Database:
             raise DatabaseUnavailable(f"no database connection within {self.timeout}s") from exc
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(str(exc).strip() or "database connection lost") from exc
-
-    @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
-        """A connection inside one transaction, committed when the block ends without error."""
-        with self.connection() as conn, conn.transaction():
-            yield conn
 
 
 @contextmanager

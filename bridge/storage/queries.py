@@ -1,75 +1,100 @@
 """Named SQL of the bridge. Parameters are always named; no SQL is built from strings."""
 
-# --- raw events ------------------------------------------------------------------------
+# --- recording and applying job facts --------------------------------------------------
+#
+# One statement per delivery: store it raw, then upsert every job fact it carries. The
+# upsert only moves a job forward (a higher status rank, or its first terminal fact) and
+# never touches a job whose bill is fixed; it locks the row even when it changes nothing,
+# so concurrent facts about one job are serialised by Postgres. Facts arrive as a JSON
+# array, so a pipeline event with many jobs is still one statement.
 
-INSERT_RAW_EVENT = """
-INSERT INTO raw_events (instance, source, kind, idempotency_key, headers, payload)
-VALUES (%(instance)s, %(source)s, %(kind)s, %(idempotency_key)s, %(headers)s, %(payload)s)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, received_at
+_FACT_COLUMNS = """
+    build_id bigint, status text, status_rank smallint, terminal boolean,
+    project_id bigint, project_path text, client text, pipeline_id bigint, name text,
+    stage text, ref text, sha text, created_at timestamptz, started_at timestamptz,
+    finished_at timestamptz, duration numeric, failure_reason text, runner_id bigint,
+    runner_description text, runner_type text, runner_tags text[], billable boolean,
+    billable_seconds numeric, runner_class text, period text
 """
+
+_UPSERT_FACTS = f"""
+applied AS (
+    INSERT INTO jobs (
+        instance, build_id, project_id, project_path, client, pipeline_id, name, stage, ref,
+        sha, status, status_rank, created_at, started_at, finished_at, duration,
+        failure_reason, runner_id, runner_description, runner_type, runner_tags,
+        terminal_event_id, billable, billable_seconds, runner_class, period)
+    SELECT %(instance)s, f.build_id, f.project_id, f.project_path, f.client, f.pipeline_id,
+           f.name, f.stage, f.ref, f.sha, f.status, f.status_rank, f.created_at, f.started_at,
+           f.finished_at, f.duration, f.failure_reason, f.runner_id, f.runner_description,
+           f.runner_type, COALESCE(f.runner_tags, '{{}}'),
+           CASE WHEN f.terminal THEN event.id END,
+           f.billable, f.billable_seconds, f.runner_class,
+           -- A terminal fact without any timestamp (never seen from GitLab, but possible in
+           -- a hand-made event) is billed in the month it was received: still deterministic.
+           CASE WHEN f.terminal
+                THEN COALESCE(f.period, to_char(event.received_at AT TIME ZONE 'UTC', 'YYYY-MM'))
+           END
+    FROM event CROSS JOIN jsonb_to_recordset(%(facts)s) AS f({_FACT_COLUMNS})
+    ORDER BY f.build_id  -- one lock order for every statement: no deadlocks
+    ON CONFLICT (instance, build_id) DO UPDATE SET
+        project_id = COALESCE(EXCLUDED.project_id, jobs.project_id),
+        project_path = EXCLUDED.project_path,
+        client = EXCLUDED.client,
+        pipeline_id = COALESCE(EXCLUDED.pipeline_id, jobs.pipeline_id),
+        name = COALESCE(EXCLUDED.name, jobs.name),
+        stage = COALESCE(EXCLUDED.stage, jobs.stage),
+        ref = COALESCE(EXCLUDED.ref, jobs.ref),
+        sha = COALESCE(EXCLUDED.sha, jobs.sha),
+        status = EXCLUDED.status,
+        status_rank = EXCLUDED.status_rank,
+        created_at = COALESCE(EXCLUDED.created_at, jobs.created_at),
+        started_at = COALESCE(EXCLUDED.started_at, jobs.started_at),
+        finished_at = COALESCE(EXCLUDED.finished_at, jobs.finished_at),
+        duration = COALESCE(EXCLUDED.duration, jobs.duration),
+        failure_reason = COALESCE(EXCLUDED.failure_reason, jobs.failure_reason),
+        runner_id = COALESCE(EXCLUDED.runner_id, jobs.runner_id),
+        runner_description = COALESCE(EXCLUDED.runner_description, jobs.runner_description),
+        runner_type = COALESCE(EXCLUDED.runner_type, jobs.runner_type),
+        runner_tags = CASE WHEN EXCLUDED.runner_id IS NULL THEN jobs.runner_tags
+                           ELSE EXCLUDED.runner_tags END,
+        terminal_event_id = EXCLUDED.terminal_event_id,
+        billable = EXCLUDED.billable,
+        billable_seconds = EXCLUDED.billable_seconds,
+        runner_class = EXCLUDED.runner_class,
+        period = EXCLUDED.period,
+        updated_at = now()
+    WHERE jobs.terminal_event_id IS NULL
+      AND (EXCLUDED.terminal_event_id IS NOT NULL OR EXCLUDED.status_rank > jobs.status_rank)
+    RETURNING build_id
+)
+SELECT event.id, event.received_at, ARRAY(SELECT build_id FROM applied) FROM event
+"""  # noqa: S608 - composed from the constants above, never from input
+
+# A new delivery: nothing is applied (and no row returned) if its Idempotency-Key was seen.
+RECORD_DELIVERY = f"""
+WITH event AS (
+    INSERT INTO raw_events (instance, source, kind, idempotency_key, headers, body)
+    VALUES (%(instance)s, %(source)s, %(kind)s, %(idempotency_key)s, %(headers)s, %(body)s)
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, received_at
+),
+{_UPSERT_FACTS}"""  # noqa: S608 - composed from constants
+
+# A stored delivery again (`bridge rebuild`).
+REAPPLY_EVENT = f"""
+WITH event AS (
+    SELECT %(event_id)s::bigint AS id, %(received_at)s::timestamptz AS received_at
+),
+{_UPSERT_FACTS}"""
 
 REPLAY_RAW_EVENTS = """
-SELECT id, received_at, instance, source, kind, payload FROM raw_events ORDER BY id
+SELECT id, received_at, instance, source, kind, body FROM raw_events ORDER BY id
 """
 
-# --- jobs ------------------------------------------------------------------------------
-
-_JOB_COLUMNS = """
-    instance, build_id, project_id, project_path, client, pipeline_id, name, stage, ref, sha,
-    status, created_at, started_at, finished_at, duration, failure_reason,
-    runner_id, runner_description, runner_type, runner_tags,
-    terminal_event_id, billable, billable_seconds, runner_class, period
-"""
-
-INSERT_JOB = f"""
-INSERT INTO jobs ({_JOB_COLUMNS})
-VALUES (
-    %(instance)s, %(build_id)s, %(project_id)s, %(project_path)s, %(client)s, %(pipeline_id)s,
-    %(name)s, %(stage)s, %(ref)s, %(sha)s, %(status)s, %(created_at)s, %(started_at)s,
-    %(finished_at)s, %(duration)s, %(failure_reason)s, %(runner_id)s, %(runner_description)s,
-    %(runner_type)s, %(runner_tags)s, %(terminal_event_id)s, %(billable)s,
-    %(billable_seconds)s, %(runner_class)s, %(period)s
-)
-ON CONFLICT (instance, build_id) DO NOTHING
-RETURNING build_id
-"""  # noqa: S608 - the f-string only inserts the fixed column list above
-
-LOCK_JOB = """
-SELECT status, terminal_event_id IS NOT NULL AS terminal, billable_seconds, runner_id
+BILLED_FACT = """
+SELECT status, billable_seconds, runner_id
 FROM jobs WHERE instance = %(instance)s AND build_id = %(build_id)s
-FOR UPDATE
-"""
-
-# Progress or the first terminal fact: newer values win, missing ones keep what we knew.
-ADVANCE_JOB = """
-UPDATE jobs SET
-    project_id = COALESCE(%(project_id)s, project_id),
-    project_path = %(project_path)s,
-    client = %(client)s,
-    pipeline_id = COALESCE(%(pipeline_id)s, pipeline_id),
-    name = COALESCE(%(name)s, name),
-    stage = COALESCE(%(stage)s, stage),
-    ref = COALESCE(%(ref)s, ref),
-    sha = COALESCE(%(sha)s, sha),
-    status = %(status)s,
-    created_at = COALESCE(%(created_at)s, created_at),
-    started_at = COALESCE(%(started_at)s, started_at),
-    finished_at = COALESCE(%(finished_at)s, finished_at),
-    duration = COALESCE(%(duration)s, duration),
-    failure_reason = COALESCE(%(failure_reason)s, failure_reason),
-    runner_id = COALESCE(%(runner_id)s, runner_id),
-    runner_description = COALESCE(%(runner_description)s, runner_description),
-    runner_type = COALESCE(%(runner_type)s, runner_type),
-    runner_tags = CASE WHEN %(runner_id)s::bigint IS NULL THEN runner_tags
-                       ELSE %(runner_tags)s END,
-    terminal_event_id = %(terminal_event_id)s,
-    billable = %(billable)s,
-    billable_seconds = %(billable_seconds)s,
-    runner_class = %(runner_class)s,
-    period = %(period)s,
-    updated_at = now()
-WHERE instance = %(instance)s AND build_id = %(build_id)s
 """
 
 INSERT_CONFLICT = """

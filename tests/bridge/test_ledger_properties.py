@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -111,9 +112,8 @@ def delivery_streams(draw: st.DrawFn) -> list[tuple[str | None, dict[str, Any]]]
 
 def deliver(conn: psycopg.Connection, rates: Rates, key: str | None, payload: dict) -> None:
     parsed = parse_event(payload)
-    delivery = Delivery(GITLAB_URL, "webhook", parsed.kind, payload, {}, key)
-    with conn.transaction():
-        record_delivery(conn, delivery, parsed.facts, rates)
+    delivery = Delivery(GITLAB_URL, "webhook", parsed.kind, json.dumps(payload).encode(), {}, key)
+    record_delivery(conn, delivery, parsed.facts, rates)
 
 
 def billed(conn: psycopg.Connection, rates: Rates) -> dict[tuple[str, str], Any]:

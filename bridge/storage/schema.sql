@@ -83,6 +83,7 @@ CREATE TABLE public.raw_events (
     headers jsonb NOT NULL,
     body bytea NOT NULL
 );
+ALTER TABLE ONLY public.raw_events ALTER COLUMN body SET COMPRESSION lz4;
 CREATE SEQUENCE public.raw_events_id_seq
     START WITH 1
     INCREMENT BY 1

@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     )
     app.state.bridge = bridge
     errors.install(app)
-    app.router.routes.append(hooks.ROUTE)
+    app.add_middleware(hooks.WebhookEndpoint)
     app.include_router(reports.router)
     app.include_router(health.router)
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
             schema = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
-            schema["paths"]["/hooks/gitlab"] = hooks.OPENAPI
+            schema["paths"][hooks.PATH] = hooks.OPENAPI
             app.openapi_schema = schema
         return app.openapi_schema
 

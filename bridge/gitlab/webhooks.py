@@ -7,18 +7,23 @@ Shapes: gitlab-contracts.md sections 1.1, 1.2 and 1.8.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bridge.facts import JobFact, Runner
 from bridge.gitlab.timestamps import parse_gitlab_time
 
 Timestamp = Annotated[datetime | None, BeforeValidator(parse_gitlab_time)]
+
+
+class MalformedJson(ValueError):
+    """The body is not JSON at all."""
 
 
 class MalformedEvent(ValueError):
@@ -163,6 +168,28 @@ class ParsedEvent:
     kind: str
     facts: list[JobFact] = field(default_factory=list)
     project_created: ProjectCreated | None = None
+
+
+_JOB_OR_PIPELINE: TypeAdapter[JobHook | PipelineHook] = TypeAdapter(
+    Annotated[JobHook | PipelineHook, Field(discriminator="object_kind")]
+)
+
+
+def parse_body(body: bytes) -> ParsedEvent:
+    """Normalise a raw body. Job and pipeline events, nearly all traffic, are parsed and
+    validated in one pass by pydantic's JSON parser; anything else (or anything invalid)
+    takes the general path, which also words the errors."""
+    try:
+        event = _JOB_OR_PIPELINE.validate_json(body)
+    except ValidationError:
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            raise MalformedJson(str(exc)) from None
+        return parse_event(payload)
+    if isinstance(event, JobHook):
+        return ParsedEvent("build", [event.to_fact()])
+    return ParsedEvent("pipeline", event.to_facts())
 
 
 def parse_event(payload: Any) -> ParsedEvent:

@@ -12,6 +12,8 @@ APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static op
 GITLAB_CI_LOCAL_VERSION := 4.73.0
 
 .PHONY: help setup system-packages lock test lint bench
+.PHONY: demo demo-stop
+.PHONY: secrets render deploy backup
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +59,45 @@ test: setup ## Run every test (real Postgres, MLflow, nginx, Docker, gitlab-ci-l
 lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd ansible && for inv in example single-host; do $(ANSIBLE) ansible-playbook -i inventories/$$inv --syntax-check playbooks/site.yml playbooks/render.yml playbooks/backup.yml; done
+	cd ansible && $(ANSIBLE) ansible-lint --offline --profile production -q
+	$(VENV)/bin/yamllint -c ansible/.yamllint ansible
+	shellcheck ansible/roles/runner_host/files/runner-disk-cleanup
+	$(VENV)/bin/hadolint bridge/Dockerfile
+	$(VENV)/bin/hadolint environments/*/Dockerfile
+	shellcheck environments/*/*.sh
+	$(VENV)/bin/yamllint -c pipeline-templates/.yamllint.yml pipeline-templates examples
 
 bench: setup ## Run the benchmarks and print their tables
 	$(PY) -m tests.bench
+
+demo: setup ## Run the platform locally (Postgres, S3, MLflow, bridge) and the example pipeline
+	$(PY) -m bridge.local.demo up
+
+demo-stop: ## Stop every service `make demo` started and remove .demo/
+	$(PY) -m bridge.local.demo down
+
+# ---- Provisioning (Ansible) -------------------------------------------------------------
+# INVENTORY: a folder of ansible/inventories (example, single-host) or a path to your own.
+# SECRETS: where `make secrets` writes and the roles read (git-ignored secrets/ by default).
+INVENTORY ?= example
+SECRETS ?= secrets
+DEST ?= rendered
+INVENTORY_DIR = $(if $(wildcard ansible/inventories/$(INVENTORY)/hosts.yml),$(abspath ansible/inventories/$(INVENTORY)),$(abspath $(INVENTORY)))
+ANSIBLE = ANSIBLE_CONFIG=$(CURDIR)/ansible/ansible.cfg PATH="$(abspath $(VENV))/bin:$$PATH"
+PLAYBOOK = cd ansible && $(ANSIBLE) ansible-playbook -i $(INVENTORY_DIR) -e platform_secrets_dir=$(abspath $(SECRETS))
+
+secrets: $(VENV)/.installed ## Generate the missing secrets of INVENTORY into SECRETS (files 0600, never overwritten)
+	$(PY) ansible/scripts/make_secrets.py --inventory $(INVENTORY_DIR) --secrets $(SECRETS)
+
+render: $(VENV)/.installed ## Write every file a deploy of INVENTORY would write to DEST/<host>/<path>, touching nothing else
+	@if [ -d "$(DEST)" ] && [ -n "$$(ls -A "$(DEST)")" ]; then echo "DEST=$(DEST) is not empty: choose a new folder" >&2; exit 1; fi
+	mkdir -p $(DEST)
+	$(PLAYBOOK) playbooks/render.yml -e platform_render=true -e platform_render_dest=$(abspath $(DEST)) \
+	  -e ansible_connection=local -e ansible_become=false -e ansible_python_interpreter=$(abspath $(PY))
+
+deploy: $(VENV)/.installed ## Provision every host of INVENTORY (after `make secrets`); a second run reports changed=0
+	$(PLAYBOOK) playbooks/site.yml
+
+backup: $(VENV)/.installed ## Back up the service host of INVENTORY into MinIO now (same as the nightly timer)
+	$(PLAYBOOK) playbooks/backup.yml

@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.bridge",
+    "tests.fixtures.local_platform",
+    "tests.fixtures.provisioning",
 ]

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from bridge import invoices, ledger, reports
-from bridge.auth import InvalidSlug, SlugTaken, add_client
+from bridge import reconcile as reconciliation
+from bridge.auth import (
+    HostTaken,
+    InvalidSlug,
+    InvalidToken,
+    SlugTaken,
+    add_client,
+    add_collector,
+    register_collector,
+)
 from bridge.billing import Rates, RatesFileError, load_rates, validate_period
+from bridge.collector import service as collector_service
+from bridge.gitlab.api import GitLabApi, GitLabError
 from bridge.gitlab.normalize import facts_of
+from bridge.hooksync import Change, HookTarget, ProjectResult, sync_all
+from bridge.reconcile import SweepResult
 from bridge.settings import SETTINGS, ConfigError, Settings
 from bridge.storage import migrate as migrations
 from bridge.storage.database import DatabaseUnavailable, single_connection
@@ -28,6 +45,9 @@ EXPECTED_ERRORS = (
     invoices.UnknownClient,
     invoices.FinalizeRefused,
     SlugTaken,
+    HostTaken,
+    GitLabError,
+    reconciliation.Interrupted,
 )
 
 
@@ -242,3 +262,199 @@ def rebuild(**overrides: Any) -> None:
     with single_connection(str(settings.database_url)) as conn:
         replayed = ledger.rebuild(conn, rates, facts_of, progress)
     click.echo(f"ledger rebuilt from {replayed} stored events")
+
+
+# --- reconciliation and hook provisioning (GitLab's API) ------------------------------
+
+
+def _gitlab_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--retries", default=4, show_default=True, type=click.IntRange(0, 20),
+        help="Retries of a GitLab API call that failed transiently (backoff 1, 2, 4 s ...).",
+    )(command)  # fmt: skip
+    return click.option(
+        "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+        help="Seconds to wait for each GitLab API answer.",
+    )(command)  # fmt: skip
+
+
+def _gitlab_api(settings: Settings, timeout: float, retries: int) -> GitLabApi:
+    settings.require("gitlab_url", "gitlab_token")
+    return GitLabApi(settings.instance, str(settings.gitlab_token), timeout=timeout,
+                     retries=retries)  # fmt: skip
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT end the current sweep or sampling cleanly instead of mid-write."""
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda _signo, _frame: stop.set())
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+class _ProgressBar:
+    """Reconciliation progress on a terminal: one bar over the projects."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def projects(self, total: int) -> None:
+        self._bar = click.progressbar(length=total, label="reconciling", file=sys.stderr,
+                                      item_show_func=lambda path: path)  # fmt: skip
+        self._bar.__enter__()
+
+    def batch(self, project: str, listed: int, recorded: int) -> None:
+        pass
+
+    def project_done(self, project: str) -> None:
+        self._bar.update(1, project)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+class _ProgressLog:
+    """Reconciliation progress anywhere else: one log line per batch of jobs."""
+
+    def projects(self, total: int) -> None:
+        log.info("reconciling %d projects", total)
+
+    def batch(self, project: str, listed: int, recorded: int) -> None:
+        log.info("%s: %d jobs listed, %d recorded", project, listed, recorded)
+
+    def project_done(self, project: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@main.command()
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Keep running: start a sweep every SECONDS (a service; SIGTERM stops it).",
+)
+@_gitlab_options
+@setting_options("rates_file", "gitlab_url")
+def reconcile(every: float | None, timeout: float, retries: int, **overrides: Any) -> None:
+    """Fill the ledger from GitLab's Jobs API: every finished job webhooks missed."""
+    settings = _settings(**overrides)
+    settings.require("database_url", "gitlab_url", "gitlab_token")
+    rates = _rates(settings)
+    with _stop_on_signals() as stop:
+        _reconcile(settings, rates, every, timeout, retries, stop)
+
+
+def _reconcile(
+    settings: Settings,
+    rates: Rates,
+    every: float | None,
+    timeout: float,
+    retries: int,
+    stop: threading.Event,
+) -> None:
+    def sweep_once() -> SweepResult:
+        api = _gitlab_api(settings, timeout, retries)
+        progress = _ProgressBar() if sys.stderr.isatty() and every is None else _ProgressLog()
+        try:
+            with single_connection(str(settings.database_url)) as conn:
+                return reconciliation.sweep(conn, api, rates, settings.instance,
+                                            progress=progress, stop=stop)  # fmt: skip
+        finally:
+            progress.close()
+
+    if every is not None:
+        log.info("reconciling %s every %g s", settings.instance, every)
+        reconciliation.run_every(every, sweep_once, stop)
+        return
+    result = sweep_once()
+    if not result.completed:
+        raise click.ClickException(reconciliation.describe(result) + ": "
+                                   + "; ".join(result.failures))  # fmt: skip
+    click.echo(reconciliation.describe(result))
+
+
+@main.group()
+def hooks() -> None:
+    """Project hooks that send GitLab's job and pipeline events to the bridge."""
+
+
+@hooks.command("sync")
+@click.option(
+    "--reset-tokens",
+    is_flag=True,
+    help="Also set the token of hooks that have one (after a new BRIDGE_WEBHOOK_TOKEN).",
+)
+@_gitlab_options
+@setting_options("gitlab_url", "public_url")
+def hooks_sync(reset_tokens: bool, timeout: float, retries: int, **overrides: Any) -> None:
+    """Give every project exactly one correct hook to the bridge (a second run changes nothing)."""
+    settings = _settings(**overrides)
+    target = HookTarget.from_settings(settings)
+    api = _gitlab_api(settings, timeout, retries)
+    projects = list(api.projects())
+
+    def report(project: dict[str, Any], result: ProjectResult) -> None:
+        if result.change is not Change.UNCHANGED or result.removed:
+            log.info("%s: %s", project["path_with_namespace"], result.describe())
+
+    summary = sync_all(api, target, projects, reset_tokens=reset_tokens, report=report)
+    if summary.failures:
+        raise click.ClickException(summary.describe())
+    click.echo(summary.describe())
+
+
+# --- measured usage (runner hosts) ----------------------------------------------------
+
+
+@main.group()
+def collectors() -> None:
+    """Usage collectors of the runner hosts and their tokens."""
+
+
+@collectors.command("add")
+@click.argument("hostname")
+@click.option(
+    "--token-stdin",
+    is_flag=True,
+    help="Register the token read from stdin instead of making one (idempotent).",
+)
+def collectors_add(hostname: str, token_stdin: bool) -> None:
+    """Register HOSTNAME's collector; prints a new token once, or takes one from stdin."""
+    settings = _settings()
+    settings.require("database_url")
+    given = sys.stdin.read().strip() if token_stdin else None
+    try:
+        with single_connection(str(settings.database_url)) as conn, conn.transaction():
+            if given is None:
+                token = add_collector(conn, hostname)
+            else:
+                outcome = register_collector(conn, hostname, given)
+    except InvalidSlug as exc:
+        raise click.BadParameter(str(exc), param_hint="HOSTNAME") from None
+    except InvalidToken as exc:
+        raise click.BadParameter(str(exc), param_hint="--token-stdin") from None
+    if given is None:
+        click.echo(token)
+        click.echo(f"collector {hostname} added; store the token now, it cannot be shown again",
+                   err=True)  # fmt: skip
+    else:
+        click.echo(f"collector {hostname} {outcome}")
+
+
+@main.command()
+@setting_options("public_url", "collector_spool_dir", "collector_interval")
+def collect(**overrides: Any) -> None:
+    """Measure this runner host's job containers and post their usage to the bridge."""
+    with _stop_on_signals() as stop:
+        collector_service.run(_settings(**overrides), stop)

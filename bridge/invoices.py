@@ -3,7 +3,11 @@
 An open period's document is computed on demand with today's prices; a finalized one is
 the stored document, never recomputed. Jobs that arrive late for a finalized period are
 billed as adjustment lines in the next open period (and frozen with it once it is
-finalized), so no job is ever billed twice or lost.
+finalized), so no job is ever billed twice or lost. Measured usage (CPU, memory, GPU) adds
+its own lines beside the duration lines (see `bridge.usage`).
+
+A period is finalized only once a reconciliation sweep that started after its end has
+completed: webhooks may have been lost, and only such a sweep has listed every job of it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from psycopg import IsolationLevel
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Json, Jsonb
 
+from bridge import usage as measured
 from bridge.billing import Rates, line_amount, next_period
 from bridge.storage import queries
 
@@ -104,6 +109,7 @@ def _compute(
                 line["for_period"] = row_period
             lines.append(line)
     lines.extend(_unpriced_lines(usage, period))
+    lines.extend(measured.resource_lines(conn, rates, client, period, periods))
 
     conflicts = [
         {
@@ -164,6 +170,8 @@ def finalize(
             f"period {period} has not ended yet (it ends {period_end(period).isoformat()}); "
             "use --force to finalize it anyway"
         )
+    if not force:
+        _require_sweep_since(conn, period)
     # One snapshot for the lines and for the list of jobs they bill: a job committed while we
     # finalize is either in both or in neither (then it becomes an adjustment).
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
@@ -193,6 +201,7 @@ def finalize(
                 queries.FREEZE_INVOICE_JOBS,
                 {"client": client, "period": period, "periods": periods},
             )
+            measured.freeze(conn, client, period, periods)
             return Finalized(frozen, already=False)
     except UniqueViolation:
         # Someone finalized the same invoice at the same moment: theirs is the invoice.
@@ -200,6 +209,19 @@ def finalize(
         return Finalized(row[0], already=True)
     finally:
         conn.isolation_level = None
+
+
+def _require_sweep_since(conn: psycopg.Connection, period: str) -> None:
+    end = period_end(period)
+    if conn.execute(queries.COMPLETED_SWEEP_SINCE, {"since": end}).fetchone() is not None:
+        return
+    last = conn.execute(queries.LAST_COMPLETED_SWEEP).fetchone()
+    seen = f"the last one started {last[0].isoformat()}" if last else "none ever completed"
+    raise FinalizeRefused(
+        f"no reconciliation sweep has completed since period {period} ended "
+        f"({end.isoformat()}; {seen}), so jobs whose webhooks were lost may be missing: "
+        "run `bridge reconcile` and finalize again, or use --force"
+    )
 
 
 def _text(value: Decimal) -> str:

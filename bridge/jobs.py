@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from bridge import provenance
 from bridge.storage import queries
 
 
@@ -25,13 +26,17 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_job(conn: psycopg.Connection, instance: str, build_id: int) -> dict[str, Any] | None:
+    """The job with its provenance chain. A job that posted its run before GitLab reported
+    it (the run arrives while the job runs) is returned from what its ID token proved."""
     params = {"instance": instance, "build_id": build_id}
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(queries.GET_JOB, params).fetchone()
-        if row is None:
+        runs = cur.execute(queries.JOB_RUNS, params).fetchall()
+        if row is None and not runs:
             return None
-        job = _jsonable(row)
+        job = _jsonable(row) if row else provenance.job_from_run(instance, build_id, runs[0])
         job["conflicts"] = [_jsonable_plain(c) for c in cur.execute(queries.JOB_CONFLICTS, params)]
+    job["provenance"] = provenance.chain(runs)
     return job
 
 

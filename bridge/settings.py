@@ -44,6 +44,13 @@ SETTINGS = (
             "Expected `aud` of CI ID tokens (default: BRIDGE_PUBLIC_URL)."),
     Setting("jwks_url", "BRIDGE_JWKS_URL",
             "Where to fetch GitLab's signing keys (default: <gitlab>/oauth/discovery/keys)."),
+    Setting("collector_token", "BRIDGE_COLLECTOR_TOKEN",
+            "This runner host's collector token (`bridge collectors add HOST`).", secret=True),
+    Setting("collector_spool_dir", "BRIDGE_COLLECTOR_SPOOL_DIR",
+            "Where the collector keeps its state and unsent samples "
+            "(default: /var/lib/bridge-collector)."),
+    Setting("collector_interval", "BRIDGE_COLLECTOR_INTERVAL",
+            "Seconds between two samples of the job containers (default: 5)."),
 )  # fmt: skip
 
 
@@ -59,6 +66,9 @@ class Settings:
     public_url: str | None = None
     id_token_audience: str | None = None
     jwks_url: str | None = None
+    collector_token: str | None = None
+    collector_spool_dir: str = "/var/lib/bridge-collector"
+    collector_interval: str = "5"
     # Bodies above this are refused (GitLab itself caps payloads at 25 MB).
     max_body_bytes: int = 25 * 1024 * 1024
 
@@ -100,3 +110,16 @@ class Settings:
     @property
     def jwks(self) -> str:
         return self.jwks_url or f"{self.instance}/oauth/discovery/keys"
+
+    @property
+    def collector_interval_seconds(self) -> float:
+        try:
+            seconds = float(self.collector_interval)
+        except ValueError:
+            seconds = 0.0
+        if not 0.1 <= seconds <= 3600:
+            raise ConfigError(
+                f"BRIDGE_COLLECTOR_INTERVAL must be a number of seconds between 0.1 and 3600, "
+                f"got {self.collector_interval!r}"
+            )
+        return seconds

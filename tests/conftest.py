@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.bridge",
     "tests.fixtures.local_platform",
     "tests.fixtures.provisioning",
+    "tests.fixtures.docker",
 ]

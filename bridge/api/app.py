@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from bridge import __version__
-from bridge.api import errors, health, hooks, reports
+from bridge.api import errors, health, hooks, reports, runs, usage_samples
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
 from bridge.ingest import IngestQueue
@@ -60,6 +60,8 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(hooks.WebhookEndpoint)
     app.include_router(reports.router)
+    app.include_router(usage_samples.router)
+    app.include_router(runs.router)
     app.include_router(health.router)
 
     def openapi() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from bridge import hooksync
 from bridge.api.deps import Bridge
 from bridge.api.errors import ApiError
 from bridge.auth import same_secret
@@ -141,6 +142,10 @@ async def _ingest(bridge: Bridge, headers: Mapping[str, str], receive: Receive) 
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     except MalformedEvent as exc:
         raise ApiError(422, "invalid_event", str(exc)) from None
+    if parsed.project_created is not None:
+        # CE has no instance-wide job events: the new project needs its own hook. Made in
+        # the background, so neither this delivery nor job events wait for GitLab's API.
+        hooksync.provision_later(settings, parsed.project_created)
     if not parsed.facts:
         # Unknown kinds, pipelines without jobs, system events: acknowledged, not recorded
         # (a 4xx would count as a failure and may get the hook disabled).

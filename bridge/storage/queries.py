@@ -201,3 +201,181 @@ SET_STATE = """
 INSERT INTO ledger_state (key, value) VALUES (%(key)s, %(value)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
 """
+
+# --- runs ------------------------------------------------------------------------------
+#
+# Run provenance posted by CI jobs. Recording takes a per-job transaction lock so "is this
+# the job's first post?" and the insert see the same history; the read after the lock is a
+# statement of its own, so its snapshot includes what a concurrent post just committed.
+
+LOCK_RUN_JOB = """
+SELECT pg_advisory_xact_lock(hashtextextended(%(instance)s || '#' || %(job_id)s::text, 0))
+"""
+
+FIRST_RUN_FINGERPRINT = """
+SELECT fingerprint FROM runs
+WHERE instance = %(instance)s AND job_id = %(job_id)s
+ORDER BY id LIMIT 1
+"""
+
+INSERT_RUN = """
+INSERT INTO runs (
+    instance, job_id, project_id, project_path, namespace_path, client, pipeline_id, sha, ref,
+    runner_id, claims, mlflow_run_id, mlflow_experiment_id, mlflow_tracking_uri, image,
+    template, template_version, datasets, params, fingerprint)
+VALUES (
+    %(instance)s, %(job_id)s, %(project_id)s, %(project_path)s, %(namespace_path)s, %(client)s,
+    %(pipeline_id)s, %(sha)s, %(ref)s, %(runner_id)s, %(claims)s, %(mlflow_run_id)s,
+    %(mlflow_experiment_id)s, %(mlflow_tracking_uri)s, %(image)s, %(template)s,
+    %(template_version)s, %(datasets)s, %(params)s, %(fingerprint)s)
+ON CONFLICT (instance, job_id, fingerprint) DO NOTHING
+RETURNING id
+"""
+
+# Every post of one job, the provenance (first) first.
+JOB_RUNS = """
+SELECT received_at, project_id, project_path, namespace_path, client, pipeline_id, sha, ref,
+       runner_id, mlflow_run_id, mlflow_experiment_id, mlflow_tracking_uri, image, template,
+       template_version, datasets, params
+FROM runs WHERE instance = %(instance)s AND job_id = %(build_id)s
+ORDER BY id
+"""
+
+# --- reconciliation sweeps -------------------------------------------------------------
+
+START_SWEEP = "INSERT INTO reconcile_sweeps DEFAULT VALUES RETURNING id, started_at"
+
+END_SWEEP = """
+UPDATE reconcile_sweeps
+SET finished_at = now(), status = %(status)s, projects = %(projects)s,
+    jobs_listed = %(listed)s, recorded = %(recorded)s, error = %(error)s
+WHERE id = %(id)s
+"""
+
+# The first completed sweep that started at or after `since` (a period's end).
+COMPLETED_SWEEP_SINCE = """
+SELECT id, started_at, finished_at FROM reconcile_sweeps
+WHERE status = 'completed' AND started_at >= %(since)s
+ORDER BY started_at LIMIT 1
+"""
+
+LAST_COMPLETED_SWEEP = """
+SELECT started_at FROM reconcile_sweeps WHERE status = 'completed'
+ORDER BY started_at DESC LIMIT 1
+"""
+
+PROJECT_WATERMARK = """
+SELECT watermark FROM reconcile_projects
+WHERE instance = %(instance)s AND project_id = %(project_id)s
+"""
+
+OPEN_JOBS = """
+SELECT build_id FROM reconcile_open_jobs
+WHERE instance = %(instance)s AND project_id = %(project_id)s ORDER BY build_id
+"""
+
+# Of the given jobs, those whose bill the ledger has already fixed (a terminal fact).
+TERMINAL_IN_LEDGER = """
+SELECT build_id FROM jobs
+WHERE instance = %(instance)s AND build_id = ANY(%(build_ids)s)
+  AND terminal_event_id IS NOT NULL
+"""
+
+# Moving the watermark and replacing the open jobs below it happen in one transaction.
+SET_WATERMARK = """
+INSERT INTO reconcile_projects (instance, project_id, watermark)
+VALUES (%(instance)s, %(project_id)s, %(watermark)s)
+ON CONFLICT (instance, project_id) DO UPDATE
+SET watermark = GREATEST(reconcile_projects.watermark, EXCLUDED.watermark), swept_at = now()
+"""
+
+CLEAR_OPEN_JOBS = """
+DELETE FROM reconcile_open_jobs WHERE instance = %(instance)s AND project_id = %(project_id)s
+"""
+
+ADD_OPEN_JOBS = """
+INSERT INTO reconcile_open_jobs (instance, build_id, project_id, status)
+SELECT %(instance)s, o.build_id, %(project_id)s, o.status
+FROM jsonb_to_recordset(%(jobs)s) AS o(build_id bigint, status text)
+ON CONFLICT (instance, build_id) DO UPDATE SET status = EXCLUDED.status
+"""
+
+# --- usage collectors and measured usage ------------------------------------------------
+
+INSERT_COLLECTOR = """
+INSERT INTO collectors (host, token_hash) VALUES (%(host)s, %(token_hash)s)
+ON CONFLICT (host) DO NOTHING
+RETURNING host
+"""
+
+UPDATE_COLLECTOR_HASH = """
+UPDATE collectors SET token_hash = %(token_hash)s, updated_at = now() WHERE host = %(host)s
+"""
+
+COLLECTOR_BY_DIGEST = "SELECT host FROM collectors WHERE token_hash = %(token_hash)s"
+
+# Every total only grows: a resent, duplicated or reordered sample changes nothing.
+RECORD_SAMPLES = """
+INSERT INTO usage_measurements (
+    instance, build_id, host, container_id, project_id, started_at, observed_at,
+    cpu_seconds, memory_gib_seconds, gpu_seconds)
+SELECT %(instance)s, s.job_id, %(host)s, s.container_id, s.project_id, s.started_at,
+       s.observed_at, s.cpu_seconds, s.memory_gib_seconds, s.gpu_seconds
+FROM jsonb_to_recordset(%(samples)s) AS s(
+    job_id bigint, container_id text, project_id bigint, started_at timestamptz,
+    observed_at timestamptz, cpu_seconds numeric, memory_gib_seconds numeric,
+    gpu_seconds numeric)
+ORDER BY s.job_id, s.container_id  -- one lock order for concurrent collectors
+ON CONFLICT (instance, build_id, host, container_id) DO UPDATE SET
+    observed_at = GREATEST(usage_measurements.observed_at, EXCLUDED.observed_at),
+    cpu_seconds = GREATEST(usage_measurements.cpu_seconds, EXCLUDED.cpu_seconds),
+    memory_gib_seconds = GREATEST(usage_measurements.memory_gib_seconds,
+                                  EXCLUDED.memory_gib_seconds),
+    gpu_seconds = GREATEST(usage_measurements.gpu_seconds, EXCLUDED.gpu_seconds),
+    updated_at = now()
+WHERE EXCLUDED.cpu_seconds > usage_measurements.cpu_seconds
+   OR EXCLUDED.memory_gib_seconds > usage_measurements.memory_gib_seconds
+   OR EXCLUDED.gpu_seconds > usage_measurements.gpu_seconds
+   OR EXCLUDED.observed_at > usage_measurements.observed_at
+RETURNING build_id
+"""
+
+# Per billable job of `periods` (one client): what was measured beyond what finalized
+# invoices already billed. Composed into the queries below.
+_UNBILLED_USAGE = """
+measured AS (
+    SELECT u.instance, u.build_id, sum(u.cpu_seconds) AS cpu,
+           sum(u.memory_gib_seconds) AS memory, sum(u.gpu_seconds) AS gpu
+    FROM usage_measurements u JOIN jobs j USING (instance, build_id)
+    WHERE j.billable AND j.client = %(client)s AND j.period = ANY(%(periods)s)
+    GROUP BY u.instance, u.build_id
+),
+unbilled AS (
+    SELECT m.instance, m.build_id,
+           m.cpu - COALESCE(sum(b.cpu_seconds), 0) AS cpu,
+           m.memory - COALESCE(sum(b.memory_gib_seconds), 0) AS memory,
+           m.gpu - COALESCE(sum(b.gpu_seconds), 0) AS gpu
+    FROM measured m LEFT JOIN invoice_usage b USING (instance, build_id)
+    GROUP BY m.instance, m.build_id, m.cpu, m.memory, m.gpu
+)
+"""
+
+MEASURED_BY_CLASS = f"""
+WITH {_UNBILLED_USAGE}
+SELECT j.period, j.runner_class,
+       count(*) FILTER (WHERE u.cpu > 0), COALESCE(sum(u.cpu) FILTER (WHERE u.cpu > 0), 0),
+       count(*) FILTER (WHERE u.memory > 0),
+       COALESCE(sum(u.memory) FILTER (WHERE u.memory > 0), 0),
+       count(*) FILTER (WHERE u.gpu > 0), COALESCE(sum(u.gpu) FILTER (WHERE u.gpu > 0), 0)
+FROM unbilled u JOIN jobs j USING (instance, build_id)
+GROUP BY j.period, j.runner_class
+"""  # noqa: S608 - composed from constants
+
+FREEZE_INVOICE_USAGE = f"""
+WITH {_UNBILLED_USAGE}
+INSERT INTO invoice_usage (instance, build_id, client, period, cpu_seconds,
+                           memory_gib_seconds, gpu_seconds)
+SELECT instance, build_id, %(client)s, %(period)s, GREATEST(cpu, 0), GREATEST(memory, 0),
+       GREATEST(gpu, 0)
+FROM unbilled WHERE cpu > 0 OR memory > 0 OR gpu > 0
+"""  # noqa: S608 - composed from constants

@@ -6,6 +6,12 @@ CREATE TABLE public.clients (
     token_hash text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
+CREATE TABLE public.collectors (
+    host text NOT NULL,
+    token_hash text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
 CREATE TABLE public.conflicts (
     id bigint NOT NULL,
     instance text NOT NULL,
@@ -28,6 +34,15 @@ CREATE TABLE public.invoice_jobs (
     build_id bigint NOT NULL,
     client text NOT NULL,
     period text NOT NULL
+);
+CREATE TABLE public.invoice_usage (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    client text NOT NULL,
+    period text NOT NULL,
+    cpu_seconds numeric NOT NULL,
+    memory_gib_seconds numeric NOT NULL,
+    gpu_seconds numeric NOT NULL
 );
 CREATE TABLE public.invoices (
     client text NOT NULL,
@@ -91,23 +106,109 @@ CREATE SEQUENCE public.raw_events_id_seq
     NO MAXVALUE
     CACHE 1;
 ALTER SEQUENCE public.raw_events_id_seq OWNED BY public.raw_events.id;
+CREATE TABLE public.reconcile_open_jobs (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    project_id bigint NOT NULL,
+    status text NOT NULL,
+    seen_at timestamp with time zone DEFAULT now() NOT NULL
+);
+CREATE TABLE public.reconcile_projects (
+    instance text NOT NULL,
+    project_id bigint NOT NULL,
+    watermark bigint NOT NULL,
+    swept_at timestamp with time zone DEFAULT now() NOT NULL
+);
+CREATE TABLE public.reconcile_sweeps (
+    id bigint NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    status text DEFAULT 'running'::text NOT NULL,
+    projects integer DEFAULT 0 NOT NULL,
+    jobs_listed bigint DEFAULT 0 NOT NULL,
+    recorded bigint DEFAULT 0 NOT NULL,
+    error text,
+    CONSTRAINT reconcile_sweeps_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
+);
+CREATE SEQUENCE public.reconcile_sweeps_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+ALTER SEQUENCE public.reconcile_sweeps_id_seq OWNED BY public.reconcile_sweeps.id;
+CREATE TABLE public.runs (
+    id bigint NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    instance text NOT NULL,
+    job_id bigint NOT NULL,
+    project_id bigint,
+    project_path text NOT NULL,
+    namespace_path text,
+    client text NOT NULL,
+    pipeline_id bigint NOT NULL,
+    sha text NOT NULL,
+    ref text,
+    runner_id bigint,
+    claims jsonb NOT NULL,
+    mlflow_run_id text NOT NULL,
+    mlflow_experiment_id text NOT NULL,
+    mlflow_tracking_uri text,
+    image text NOT NULL,
+    template text NOT NULL,
+    template_version text NOT NULL,
+    datasets jsonb NOT NULL,
+    params jsonb NOT NULL,
+    fingerprint text NOT NULL
+);
+CREATE SEQUENCE public.runs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+ALTER SEQUENCE public.runs_id_seq OWNED BY public.runs.id;
 CREATE TABLE public.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
+CREATE TABLE public.usage_measurements (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    host text NOT NULL,
+    container_id text NOT NULL,
+    project_id bigint NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    observed_at timestamp with time zone NOT NULL,
+    cpu_seconds numeric NOT NULL,
+    memory_gib_seconds numeric NOT NULL,
+    gpu_seconds numeric NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT usage_measurements_cpu_seconds_check CHECK ((cpu_seconds >= (0)::numeric)),
+    CONSTRAINT usage_measurements_gpu_seconds_check CHECK ((gpu_seconds >= (0)::numeric)),
+    CONSTRAINT usage_measurements_memory_gib_seconds_check CHECK ((memory_gib_seconds >= (0)::numeric))
+);
 ALTER TABLE ONLY public.conflicts ALTER COLUMN id SET DEFAULT nextval('public.conflicts_id_seq'::regclass);
 ALTER TABLE ONLY public.raw_events ALTER COLUMN id SET DEFAULT nextval('public.raw_events_id_seq'::regclass);
+ALTER TABLE ONLY public.reconcile_sweeps ALTER COLUMN id SET DEFAULT nextval('public.reconcile_sweeps_id_seq'::regclass);
+ALTER TABLE ONLY public.runs ALTER COLUMN id SET DEFAULT nextval('public.runs_id_seq'::regclass);
 ALTER TABLE ONLY public.clients
     ADD CONSTRAINT clients_pkey PRIMARY KEY (slug);
 ALTER TABLE ONLY public.clients
     ADD CONSTRAINT clients_token_hash_key UNIQUE (token_hash);
+ALTER TABLE ONLY public.collectors
+    ADD CONSTRAINT collectors_pkey PRIMARY KEY (host);
+ALTER TABLE ONLY public.collectors
+    ADD CONSTRAINT collectors_token_hash_key UNIQUE (token_hash);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_instance_build_id_fingerprint_key UNIQUE (instance, build_id, fingerprint);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_pkey PRIMARY KEY (instance, build_id);
+ALTER TABLE ONLY public.invoice_usage
+    ADD CONSTRAINT invoice_usage_pkey PRIMARY KEY (instance, build_id, client, period);
 ALTER TABLE ONLY public.invoices
     ADD CONSTRAINT invoices_pkey PRIMARY KEY (client, period);
 ALTER TABLE ONLY public.jobs
@@ -116,16 +217,34 @@ ALTER TABLE ONLY public.ledger_state
     ADD CONSTRAINT ledger_state_pkey PRIMARY KEY (key);
 ALTER TABLE ONLY public.raw_events
     ADD CONSTRAINT raw_events_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.reconcile_open_jobs
+    ADD CONSTRAINT reconcile_open_jobs_pkey PRIMARY KEY (instance, build_id);
+ALTER TABLE ONLY public.reconcile_projects
+    ADD CONSTRAINT reconcile_projects_pkey PRIMARY KEY (instance, project_id);
+ALTER TABLE ONLY public.reconcile_sweeps
+    ADD CONSTRAINT reconcile_sweeps_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.runs
+    ADD CONSTRAINT runs_instance_job_id_fingerprint_key UNIQUE (instance, job_id, fingerprint);
+ALTER TABLE ONLY public.runs
+    ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+ALTER TABLE ONLY public.usage_measurements
+    ADD CONSTRAINT usage_measurements_pkey PRIMARY KEY (instance, build_id, host, container_id);
 CREATE INDEX jobs_invoice ON public.jobs USING btree (client, period, runner_class) INCLUDE (billable_seconds, instance, build_id) WHERE billable;
 CREATE INDEX jobs_project ON public.jobs USING btree (project_path);
 CREATE UNIQUE INDEX raw_events_idempotency_key ON public.raw_events USING btree (idempotency_key) WHERE (idempotency_key IS NOT NULL);
+CREATE INDEX reconcile_open_jobs_project ON public.reconcile_open_jobs USING btree (instance, project_id);
+CREATE INDEX reconcile_sweeps_completed ON public.reconcile_sweeps USING btree (started_at) WHERE (status = 'completed'::text);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.raw_events(id);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_instance_build_id_fkey FOREIGN KEY (instance, build_id) REFERENCES public.jobs(instance, build_id) ON DELETE CASCADE;
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_client_period_fkey FOREIGN KEY (client, period) REFERENCES public.invoices(client, period);
+ALTER TABLE ONLY public.invoice_usage
+    ADD CONSTRAINT invoice_usage_client_period_fkey FOREIGN KEY (client, period) REFERENCES public.invoices(client, period);
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_terminal_event_id_fkey FOREIGN KEY (terminal_event_id) REFERENCES public.raw_events(id);
+ALTER TABLE ONLY public.usage_measurements
+    ADD CONSTRAINT usage_measurements_host_fkey FOREIGN KEY (host) REFERENCES public.collectors(host);

@@ -194,13 +194,14 @@ FROM (
 
 # The same jobs as the ledger holds them after applying those events.
 _DERIVE_JOBS = """
-INSERT INTO jobs (instance, build_id, project_path, client, status, finished_at, duration,
+INSERT INTO jobs (instance, build_id, project_path, client, status, status_rank, finished_at,
+                  duration,
                   runner_id, runner_tags, terminal_event_id, billable, billable_seconds,
                   runner_class, period)
 SELECT instance, (payload->>'build_id')::bigint, payload->'project'->>'path_with_namespace',
        CASE WHEN payload->'project'->>'path_with_namespace' LIKE 'acme-vision/%%' THEN 'acme'
             ELSE split_part(payload->'project'->>'path_with_namespace', '/', 1) END,
-       'success', (payload->>'build_finished_at_iso')::timestamptz,
+       'success', 3, (payload->>'build_finished_at_iso')::timestamptz,
        (payload->>'build_duration')::numeric, (payload->'runner'->>'id')::bigint,
        ARRAY(SELECT jsonb_array_elements_text(payload->'runner'->'tags')), id, true,
        (payload->>'build_duration')::numeric,

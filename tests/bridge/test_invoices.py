@@ -15,6 +15,12 @@ from tests.bridge.helpers import admin, post_event, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, LARGE_RUNNER, job_event, lifecycle
 
 
+@pytest.fixture(autouse=True)
+def reconciled(db: psycopg.Connection) -> None:
+    """A completed reconciliation sweep now, after every month these tests finalize."""
+    db.execute("INSERT INTO reconcile_sweeps (finished_at, status) VALUES (now(), 'completed')")
+
+
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 

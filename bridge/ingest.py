@@ -24,7 +24,7 @@ import psycopg
 
 from bridge.billing import Rates
 from bridge.facts import JobFact
-from bridge.ledger import Delivery, Outcome, record_delivery
+from bridge.ledger import Delivery, Outcome, record_deliveries
 from bridge.storage.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("bridge.ingest")
@@ -99,7 +99,9 @@ class IngestQueue:
         batch.sort(key=lambda pending: pending.first_job)
         try:
             with self._db.connection() as conn, conn.transaction():
-                outcomes = [record_delivery(conn, p.delivery, p.facts, self._rates) for p in batch]
+                outcomes = record_deliveries(
+                    conn, [(p.delivery, p.facts) for p in batch], self._rates
+                )
         except DatabaseUnavailable as exc:
             for pending in batch:
                 pending.answer.set_exception(exc)

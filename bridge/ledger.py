@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -55,29 +55,54 @@ class Delivery:
 def record_delivery(
     conn: psycopg.Connection, delivery: Delivery, facts: Iterable[JobFact], rates: Rates
 ) -> Outcome:
-    """Store the delivery and apply its facts, in the caller's transaction if there is one.
+    """Store one delivery and apply its facts (see `record_deliveries`)."""
+    return record_deliveries(conn, [(delivery, facts)], rates)[0]
 
-    Storing and applying is one statement, so even in autocommit mode they commit together.
-    A conflict record is written after it: it only compares with a bill that can no longer
+
+def record_deliveries(
+    conn: psycopg.Connection,
+    deliveries: Sequence[tuple[Delivery, Iterable[JobFact]]],
+    rates: Rates,
+) -> list[Outcome]:
+    """Store deliveries and apply their facts, in the caller's transaction if there is one.
+
+    Storing and applying is one statement per delivery, so even in autocommit mode they
+    commit together; the statements of all deliveries go to Postgres in one round trip.
+    A conflict record is written after them: it only compares with a bill that can no longer
     change, and `rebuild` would recreate it from the stored delivery.
     """
-    distinct = _distinct(facts)
-    row = conn.execute(
-        queries.RECORD_DELIVERY,
-        {
-            "instance": delivery.instance,
-            "source": delivery.source,
-            "kind": delivery.kind,
-            "idempotency_key": delivery.idempotency_key,
-            "headers": Jsonb(delivery.headers),
-            "body": delivery.body,
-            "facts": Jsonb([fact_row(fact, rates) for fact in distinct]),
-        },
-    ).fetchone()
-    if row is None:
-        return Outcome.DUPLICATE
-    event_id, received_at, applied = row
-    return _outcome(conn, delivery.instance, distinct, set(applied), event_id, received_at)
+    distinct = [_distinct(facts) for _, facts in deliveries]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            queries.RECORD_DELIVERY,
+            [
+                {
+                    "instance": delivery.instance,
+                    "source": delivery.source,
+                    "kind": delivery.kind,
+                    "idempotency_key": delivery.idempotency_key,
+                    "headers": Jsonb(delivery.headers),
+                    "body": delivery.body,
+                    "facts": Jsonb([fact_row(fact, rates) for fact in facts]),
+                }
+                for (delivery, _), facts in zip(deliveries, distinct, strict=True)
+            ],
+            returning=True,
+        )
+        rows = []
+        for _ in deliveries:
+            rows.append(cursor.fetchone())
+            cursor.nextset()
+    outcomes = []
+    for (delivery, _), facts, row in zip(deliveries, distinct, rows, strict=True):
+        if row is None:
+            outcomes.append(Outcome.DUPLICATE)
+            continue
+        event_id, received_at, applied = row
+        outcomes.append(
+            _outcome(conn, delivery.instance, facts, set(applied), event_id, received_at)
+        )
+    return outcomes
 
 
 def reapply(

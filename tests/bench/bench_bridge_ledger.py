@@ -67,8 +67,8 @@ def new_database(server: LocalPostgres, name: str) -> str:
     return server.url(name)
 
 
-def pgbench_insert_rate(server: LocalPostgres, payload: dict) -> float:
-    url = new_database(server, "raw_inserts")
+def pgbench_insert_rate(server: LocalPostgres, payload: dict, database: str) -> float:
+    url = new_database(server, database)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE events (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
     literal = json.dumps(payload).replace("'", "''")
@@ -116,7 +116,8 @@ def job_events() -> list[tuple[str, dict]]:
 
 def bench_ingest(server: LocalPostgres, workdir: Path) -> Row:
     events = job_events()
-    raw_rate = pgbench_insert_rate(server, events[0][1])
+    # The disk of a shared VM drifts: measure the baseline before and after, use the mean.
+    raw_before = pgbench_insert_rate(server, events[0][1], "raw_before")
 
     url = new_database(server, "ledger_ingest")
     with psycopg.connect(url) as conn:
@@ -150,6 +151,7 @@ def bench_ingest(server: LocalPostgres, workdir: Path) -> Row:
         result = run_load("127.0.0.1", port, requests[WARMUP_EVENTS:], SENDERS)
     finally:
         bridge.stop()
+    raw_rate = (raw_before + pgbench_insert_rate(server, events[0][1], "raw_after")) / 2
     if set(result.statuses) != {200}:
         raise RuntimeError(f"ingest answered {result.statuses}; see {bridge.log}")
     with psycopg.connect(url) as conn:
@@ -162,7 +164,7 @@ def bench_ingest(server: LocalPostgres, workdir: Path) -> Row:
     return Row(
         benchmark=f"webhook ingest, {SENDERS} concurrent senders",
         measured=f"{result.rate:,.0f} events/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-        baseline=f"{raw_rate:,.0f} durable INSERT/s (pgbench, {SENDERS} clients)",
+        baseline=f"{raw_rate:,.0f} durable INSERT/s (pgbench, {SENDERS} clients, mean of 2)",
         comparison=f"ratio {ratio:.2f}",
         target="ratio >= 0.5 and p99 < 50 ms",
         met=ratio >= 0.5 and p99 < 50,

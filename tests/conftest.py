@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.bridge",
+    "tests.fixtures.gitlab",
     "tests.fixtures.local_platform",
     "tests.fixtures.provisioning",
     "tests.fixtures.docker",

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bridge.local.gcl import JobResult
 from bridge.local.ports import free_port
 from bridge.local.service import Daemon
 
@@ -131,21 +132,17 @@ class LocalBridge:
 
 
 def job_hook(
+    result: JobResult,
     *,
-    job_id: int,
-    name: str,
-    stage: str,
-    status: str,
-    started_at: datetime,
-    finished_at: datetime,
     project_path: str,
-    pipeline_id: int,
     sha: str,
     ref: str = "main",
     project_id: int = 1,
     runner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Job Hook payload (gitlab-contracts.md section 1.1) for a job run in local mode."""
+    job_id, pipeline_id, status = result.job_id, result.pipeline_id, result.status
+    started_at, finished_at = result.started_at, result.finished_at
 
     def iso(moment: datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -158,8 +155,8 @@ def job_hook(
         "before_sha": "0" * 40,
         "sha": sha,
         "build_id": job_id,
-        "build_name": name,
-        "build_stage": stage,
+        "build_name": result.name,
+        "build_stage": result.stage,
         "build_status": status,
         "build_created_at": iso(started_at),
         "build_started_at": iso(started_at),

@@ -281,18 +281,7 @@ class Demo:
 
         def finished(result: gcl.JobResult) -> None:
             say(f"    {result.name}: {result.status} in {result.duration:.1f} s")
-            payload = job_hook(
-                job_id=result.job_id,
-                name=result.name,
-                stage=result.stage,
-                status=result.status,
-                started_at=result.started_at,
-                finished_at=result.finished_at,
-                project_path=PROJECT_PATH,
-                pipeline_id=pipeline_id,
-                sha=sha,
-            )
-            status, answer = bridge.report_job(payload)
+            status, answer = bridge.report_job(job_hook(result, project_path=PROJECT_PATH, sha=sha))
             if status >= 300:
                 raise SystemExit(f"The bridge refused the job webhook ({status}): {answer}")
 

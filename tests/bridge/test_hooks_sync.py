@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,14 +26,6 @@ WANTED = {
     "enable_ssl_verification": True,
     "token": WEBHOOK_TOKEN,
 }
-
-
-@pytest.fixture
-def gitlab() -> Iterator[GitLabFake]:
-    fake = GitLabFake()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

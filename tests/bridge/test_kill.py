@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import queue
 import random
-import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,15 +21,12 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from bridge.local.postgres import LocalPostgres
-from bridge.storage.migrate import migrate
 from tests.bridge import reference
 from tests.bridge.helpers import hook_headers, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, LARGE_RUNNER, job_event
 from tests.fixtures.bridge import start_bridge
-from tests.fixtures.postgres import new_cluster_dir
 
 SENDERS = 8
 
@@ -168,19 +164,6 @@ def test_sigkill_loses_no_acknowledged_event(
         assert_exact(restarted.url, batch)
     finally:
         restarted.stop()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[LocalPostgres]:
-    """A cluster of this test alone, so stopping it does not disturb the others."""
-    base = new_cluster_dir()
-    server = LocalPostgres(base / "cluster")
-    server.start()
-    with psycopg.connect(server.url()) as conn:
-        migrate(conn)
-    yield server
-    server.destroy()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_postgres_stopped_and_started_mid_stream(

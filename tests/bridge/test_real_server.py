@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -18,11 +17,9 @@ import psycopg
 import pytest
 
 from bridge.local.postgres import LocalPostgres
-from bridge.storage.migrate import migrate
 from tests.bridge.helpers import hook_headers, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, job_event
 from tests.fixtures.bridge import BridgeProcess, start_bridge
-from tests.fixtures.postgres import new_cluster_dir
 
 END = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
 SENDERS = 8
@@ -76,19 +73,6 @@ def test_concurrent_different_statuses_end_terminal(
         assert "recorded" in results
     statuses = db.execute("SELECT DISTINCT status FROM jobs").fetchall()
     assert statuses == [("success",)]
-
-
-@pytest.fixture
-def own_postgres() -> LocalPostgres:
-    """A cluster of this test alone, so stopping it does not disturb other tests."""
-    base = new_cluster_dir()
-    server = LocalPostgres(base / "cluster")
-    server.start()
-    with psycopg.connect(server.url()) as conn:
-        migrate(conn)
-    yield server
-    server.destroy()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def post(client: httpx.Client, payload: dict, key: str) -> httpx.Response:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,14 +37,6 @@ PATHS = [
     "beta-lab/study",
     "gamma/forecast",
 ]
-
-
-@pytest.fixture
-def gitlab() -> Iterator[GitLabFake]:
-    fake = GitLabFake()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -22,30 +22,11 @@ from click.testing import CliRunner
 from bridge.cli import main
 from bridge.collector.containers import JOB_LABEL, PROJECT_LABEL
 from bridge.local.ports import free_port
+from tests.fixtures.bridge import BridgeProcess, start_bridge
 from tests.fixtures.docker import DockerDaemon
 
 TOKEN = "collector-token-of-runner-1-0123456789"
 BURN = 4  # seconds of CPU the job burns, then it idles as long and exits
-
-
-def serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`bridge serve` on a fixed port, so that it can come back where the collector posts."""
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for(lambda: _healthy(port), 30, f"bridge on {port}:\n{log.read_text()}")
-    return process
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:
@@ -117,13 +98,14 @@ def test_cpu_time_within_15_percent_and_an_outage_loses_and_doubles_nothing(
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    bridges = [serve(bridge_env, port, tmp_path / "bridge.log")]
+    # A fixed port, so that the bridge comes back where the collector posts.
+    bridges = [start_bridge(bridge_env, tmp_path / "bridge.log", port)]
     try:
         run_the_job(docker_daemon, bridge_env, db, collector(url), bridges, tmp_path, url)
     finally:
         for bridge in bridges:
-            bridge.kill()
-            bridge.wait()
+            bridge.process.kill()
+            bridge.process.wait()
 
 
 def run_the_job(
@@ -131,7 +113,7 @@ def run_the_job(
     bridge_env: dict[str, str],
     db: psycopg.Connection,
     process: subprocess.Popen[bytes],
-    bridges: list[subprocess.Popen[bytes]],
+    bridges: list[BridgeProcess],
     tmp_path: Path,
     url: str,
 ) -> None:
@@ -154,15 +136,15 @@ def run_the_job(
     try:
         # Samples arrive while the bridge is up; then it dies mid-job, for the rest of it.
         wait_for(lambda: (m := measured(db, 4242)) and m[0] > Decimal("0.3"), 15, "samples")
-        bridges[0].send_signal(signal.SIGKILL)
-        bridges[0].wait()
+        bridges[0].process.send_signal(signal.SIGKILL)
+        bridges[0].process.wait()
         assert job.wait(timeout=30)["StatusCode"] == 0
         wait_for(lambda: unsent(tmp_path / "spool" / "spool.json"), 5, "spooled totals")
         stale = measured(db, 4242)
         assert stale is not None
         assert stale[0] < Decimal(BURN) / 2
 
-        bridges.append(serve(bridge_env, port, tmp_path / "bridge.log"))
+        bridges.append(start_bridge(bridge_env, tmp_path / "bridge.log", port))
         idle.wait(timeout=30)
         wait_for(lambda: not unsent(tmp_path / "spool" / "spool.json"), 15, "delivery")
     finally:

@@ -5,7 +5,7 @@ second source. A sweep lists every project and, per project:
 - the jobs above the project's watermark, newest first, page by page;
 - the project's open jobs: below the watermark, but not finished when a sweep last saw them.
 Each finished job the ledger does not know as finished yet is applied through
-`record_delivery` like a webhook delivery (source "reconcile", the REST Job stored as the
+`record_deliveries` like webhook deliveries (source "reconcile", the REST Job stored as the
 body), so the ledger cannot tell the sources apart and a job reported by both is counted
 once. Then, in one transaction, the watermark moves up to the highest job listed and the
 unfinished jobs become the project's open jobs: the watermark only ever advances over jobs
@@ -35,7 +35,7 @@ from bridge.billing import Rates
 from bridge.facts import is_terminal
 from bridge.gitlab import rest
 from bridge.gitlab.api import PER_PAGE, GitLabApi, GitLabError, GitLabUnavailable
-from bridge.ledger import Delivery, Outcome, record_delivery
+from bridge.ledger import Delivery, Outcome, record_deliveries
 from bridge.storage import queries
 from bridge.storage.database import DatabaseUnavailable
 
@@ -161,12 +161,11 @@ class _Sweeper:
             deliveries.append((delivery, fact))
         # Ascending build ids, the lock order of the webhook path: no deadlock between them.
         deliveries.sort(key=lambda pair: pair[1].build_id)
-        recorded = 0
         with self.conn.transaction():
-            for delivery, fact in deliveries:
-                if record_delivery(self.conn, delivery, [fact], self.rates) is Outcome.RECORDED:
-                    recorded += 1
-        return recorded
+            outcomes = record_deliveries(
+                self.conn, [(delivery, [fact]) for delivery, fact in deliveries], self.rates
+            )
+        return outcomes.count(Outcome.RECORDED)
 
     def _terminal_in_ledger(self, build_ids: list[int]) -> set[int]:
         if not build_ids:

@@ -87,14 +87,12 @@ def same_secret(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def identify(conn: psycopg.Connection, token: str, admin_token: str | None) -> Caller | None:
-    """The caller a bearer token belongs to, or None for an unknown token."""
-    if same_secret(token, admin_token):
-        return ADMIN
+def client_of_token(conn: psycopg.Connection, token: str) -> str | None:
+    """The client a client token belongs to, or None for an unknown token."""
     if not token.startswith(CLIENT_TOKEN_PREFIX):
         return None
     row = conn.execute(queries.CLIENT_BY_DIGEST, {"token_hash": token_digest(token)}).fetchone()
-    return Caller(client=row[0]) if row else None
+    return row[0] if row else None
 
 
 def add_client(conn: psycopg.Connection, slug: str) -> str:

@@ -7,9 +7,9 @@ One code path for every source (webhooks, the reconciler, `bridge rebuild`). Gua
 - status only moves forward; the first terminal fact fixes the bill, and a later terminal
   fact that disagrees is kept as a conflict, never billed.
 
-Storing and applying a delivery is a single SQL statement (see `queries.RECORD_DELIVERY`):
-the webhook path commits once, with one round trip, which is what keeps ingest close to
-the raw insert rate of the database.
+Storing and applying a delivery is a single SQL statement (see `queries.RECORD_DELIVERY`),
+and the statements of a batch go to Postgres in one round trip: the webhook path
+(`bridge.ingest`) then commits a whole batch of concurrent deliveries at once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bridge.billing import BILLABLE_TERMINAL_STATUSES, Rates, billable_seconds, period_of
+from bridge.billing import Rates, billable_seconds, period_of
 from bridge.facts import JobFact, status_rank
 from bridge.storage import queries
 
@@ -50,13 +50,6 @@ class Delivery:
     body: bytes  # exactly as received
     headers: dict[str, str]
     idempotency_key: str | None = None
-
-
-def record_delivery(
-    conn: psycopg.Connection, delivery: Delivery, facts: Iterable[JobFact], rates: Rates
-) -> Outcome:
-    """Store one delivery and apply its facts (see `record_deliveries`)."""
-    return record_deliveries(conn, [(delivery, facts)], rates)[0]
 
 
 def record_deliveries(
@@ -201,7 +194,7 @@ def fact_row(fact: JobFact, rates: Rates) -> dict[str, Any]:
     """The `jobs` columns one fact implies (billing columns only for a terminal fact), as JSON."""
     runner = fact.runner
     terminal = fact.terminal
-    billable = terminal and fact.status in BILLABLE_TERMINAL_STATUSES and runner is not None
+    billable = terminal and runner is not None
     moment = fact.finished_at or fact.started_at or fact.created_at
     seconds = billable_seconds(fact.duration, fact.started_at, fact.finished_at)
     return {

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from bridge.api.errors import ApiError
-from bridge.auth import ADMIN, Caller, identify, same_secret
+from bridge.auth import ADMIN, Caller, client_of_token, same_secret
 from bridge.billing import Rates
 from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
@@ -47,10 +47,10 @@ def caller(request: Request, bridge: BridgeDep) -> Caller:
     if same_secret(token, bridge.settings.admin_token):
         return ADMIN
     with bridge.db.connection() as conn:
-        found = identify(conn, token, bridge.settings.admin_token)
-    if found is None:
+        client = client_of_token(conn, token)
+    if client is None:
         raise ApiError(401, "unauthorized", "unknown token")
-    return found
+    return Caller(client=client)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bridge import invoices
 from bridge.billing import Rates
 from bridge.gitlab.webhooks import parse_event
-from bridge.ledger import Delivery, record_delivery
+from bridge.ledger import Delivery, record_deliveries
 from bridge.local.postgres import LocalPostgres
 from tests.bridge import reference
 from tests.bridge.payloads import (
@@ -113,7 +113,7 @@ def delivery_streams(draw: st.DrawFn) -> list[tuple[str | None, dict[str, Any]]]
 def deliver(conn: psycopg.Connection, rates: Rates, key: str | None, payload: dict) -> None:
     parsed = parse_event(payload)
     delivery = Delivery(GITLAB_URL, "webhook", parsed.kind, json.dumps(payload).encode(), {}, key)
-    record_delivery(conn, delivery, parsed.facts, rates)
+    record_deliveries(conn, [(delivery, parsed.facts)], rates)
 
 
 def billed(conn: psycopg.Connection, rates: Rates) -> dict[tuple[str, str], Any]:

@@ -38,7 +38,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "==> Python environment in $(VENV) (first run takes about 3 minutes)"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e ./local 2>&1 | grep -v 'is ignored: it is neither' || true
 	@$(VENV)/bin/pip check >/dev/null
 	@touch $@
 
@@ -72,10 +72,10 @@ bench: setup ## Run the benchmarks and print their tables
 	$(PY) -m tests.bench
 
 demo: setup ## Run the platform locally (Postgres, S3, MLflow, bridge) and the example pipeline
-	$(PY) -m bridge.local.demo up
+	$(PY) -m local.demo up
 
 demo-stop: ## Stop every service `make demo` started and remove .demo/
-	$(PY) -m bridge.local.demo down
+	$(PY) -m local.demo down
 
 # ---- Provisioning (Ansible) -------------------------------------------------------------
 # INVENTORY: a folder of ansible/inventories (example, single-host) or a path to your own.

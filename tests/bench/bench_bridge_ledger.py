@@ -27,7 +27,7 @@ import psycopg
 
 from bridge import invoices
 from bridge.billing import load_rates
-from bridge.local.postgres import LocalPostgres
+from local.postgres import LocalPostgres
 from bridge.storage.migrate import migrate
 from tests.bench.loadgen import http_request, run_load
 from tests.bench.table import Row

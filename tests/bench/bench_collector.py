@@ -25,7 +25,7 @@ from bridge.collector.containers import JOB_LABEL, PROJECT_LABEL, DockerSource
 from bridge.collector.service import Collector
 from bridge.collector.spool import Spool
 from bridge.collector.upload import Uploader
-from bridge.local.postgres import LocalPostgres
+from local.postgres import LocalPostgres
 from bridge.storage.migrate import migrate
 from tests.bench.bench_bridge_ledger import RATES
 from tests.bench.table import Row

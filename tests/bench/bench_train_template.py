@@ -15,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bridge.local import gcl
-from bridge.local.demo import Demo
-from bridge.local.issuer import gitlab_claims
+from local import gcl
+from local.demo import Demo
+from local.issuer import gitlab_claims
 from tests.bench.table import Row
 
 ROUNDS = 7

@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from bridge.local.ports import free_port
+from local.ports import free_port
 from tests.bridge import payloads
 
 TOKEN = "glpat-fake-admin-token"

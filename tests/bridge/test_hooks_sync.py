@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 
 from bridge.cli import main
-from bridge.local.ports import free_port
+from local.ports import free_port
 from tests.bridge.gitlab_fake import TOKEN, GitLabFake, Project
 from tests.bridge.helpers import hook_headers
 from tests.fixtures.bridge import WEBHOOK_TOKEN

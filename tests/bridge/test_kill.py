@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bridge.local.postgres import LocalPostgres
+from local.postgres import LocalPostgres
 from tests.bridge import reference
 from tests.bridge.helpers import hook_headers, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, LARGE_RUNNER, job_event

@@ -17,7 +17,7 @@ from bridge import invoices
 from bridge.billing import Rates
 from bridge.gitlab.webhooks import parse_event
 from bridge.ledger import Delivery, record_deliveries
-from bridge.local.postgres import LocalPostgres
+from local.postgres import LocalPostgres
 from tests.bridge import reference
 from tests.bridge.payloads import (
     CPU_RUNNER,

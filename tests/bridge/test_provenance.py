@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from bridge.api.app import create_app
 from bridge.auth import add_client
-from bridge.local.issuer import gitlab_claims, public_jwk
-from bridge.local.ports import free_port
+from local.issuer import gitlab_claims, public_jwk
+from local.ports import free_port
 from bridge.provenance import SigningKeys, SigningKeysUnavailable, TokenRejected
 from bridge.settings import Settings
 from tests.bridge.helpers import admin, post_event

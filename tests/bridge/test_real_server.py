@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from bridge.local.postgres import LocalPostgres
+from local.postgres import LocalPostgres
 from tests.bridge.helpers import hook_headers, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, job_event
 from tests.fixtures.bridge import BridgeProcess, start_bridge

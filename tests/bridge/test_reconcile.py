@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from bridge import invoices
 from bridge.billing import load_rates
 from bridge.cli import main
-from bridge.local.ports import free_port
+from local.ports import free_port
 from tests.bench.loadgen import http_request, run_load
 from tests.bridge import reference
 from tests.bridge.gitlab_fake import TERMINAL, TOKEN, GitLabFake, populate

@@ -10,7 +10,7 @@ import psycopg
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.local.postgres import LocalPostgres
+from local.postgres import LocalPostgres
 from bridge.storage import migrate
 from tests.fixtures.postgres import create_database
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.collector.containers import JOB_LABEL, PROJECT_LABEL
-from bridge.local.ports import free_port
+from local.ports import free_port
 from tests.fixtures.bridge import BridgeProcess, start_bridge
 from tests.fixtures.docker import DockerDaemon
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from bridge.cli import main
 from bridge.collector.upload import Uploader
-from bridge.local.ports import free_port
+from local.ports import free_port
 from tests.bridge.helpers import admin, post_event, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, lifecycle
 from tests.fixtures.bridge import ADMIN_TOKEN, BridgeProcess

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from bridge.local.postgres import SUPERUSER, LocalPostgres
+from local.postgres import SUPERUSER, LocalPostgres
 from tests.fixtures.postgres import create_database
 from tests.fixtures.provisioning import Render
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.local.ports import free_port
+from local.ports import free_port
 from tests.fixtures.provisioning import REPO, Render
 
 DOMAIN = "ml.example.org"

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from minio import Minio
 
-from bridge.local.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, LocalS3
+from local.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, LocalS3
 from tests.fixtures.provisioning import REPO
 
 ROLES = REPO / "ansible/roles"

@@ -20,7 +20,7 @@ SUMMARY_KEYS = {"mlflow_url", "bridge_url", "admin_token", "run_id", "job_id", "
 
 def _demo(command: str, state: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bridge.local.demo", command, "--state-dir", str(state)],
+        [sys.executable, "-m", "local.demo", command, "--state-dir", str(state)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bridge.local.gcl import PipelineError
+from local.gcl import PipelineError
 from tests.fixtures.local_platform import IMAGE, REPO, include
 from tests.templates.gitlab_inputs import input_errors, spec_inputs
 

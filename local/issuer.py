@@ -5,7 +5,7 @@ GitLab's JWKS. gitlab-ci-local mints no tokens, so local mode does it here with 
 on this machine; only a bridge started with `BRIDGE_JWKS_URL` pointing at this server (the
 local one) trusts it. The key never leaves `state_dir` (mode 0600).
 
-Serve: `python -m bridge.local.issuer --state-dir DIR --port PORT` (JWKS at
+Serve: `python -m local.issuer --state-dir DIR --port PORT` (JWKS at
 `/oauth/discovery/keys`, like GitLab).
 """
 
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from bridge.local.ports import free_port
+from local.ports import free_port
 
 JWKS_PATH = "/oauth/discovery/keys"
 
@@ -146,7 +146,7 @@ class LocalIssuer:
         return [
             sys.executable,
             "-m",
-            "bridge.local.issuer",
+            "local.issuer",
             "--state-dir",
             str(self.state_dir),
             "--port",

@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.local.gcl import JobResult
-from bridge.local.ports import free_port
-from bridge.local.service import Daemon
+from local.gcl import JobResult
+from local.ports import free_port
+from local.service import Daemon
 
 LOCAL_RUNNER = {
     "id": 1,

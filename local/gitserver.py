@@ -6,7 +6,7 @@ host: it serves bare repositories under `root` (e.g. `root/platform/pipeline-tem
 through `git http-backend`. Pushes are refused (http-backend allows receive-pack only to an
 authenticated user, and this server authenticates nobody).
 
-Run: `python -m bridge.local.gitserver --root DIR --port PORT`.
+Run: `python -m local.gitserver --root DIR --port PORT`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from bridge.local.ports import free_port
+from local.ports import free_port
 
 SUPERUSER = "platform"
 

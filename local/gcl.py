@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from bridge.local.gitserver import publish
+from local.gitserver import publish
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = ".gitlab-ci-local"
 VARIABLES_FILE = ".gitlab-ci-local-variables.yml"
 # Predefined variables we set ourselves, per job, the way GitLab would.

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.local.ports import free_port
-from bridge.local.service import Daemon
+from local.ports import free_port
+from local.service import Daemon
 
 ACCESS_KEY_ID = "local-mode-access-key"
 SECRET_ACCESS_KEY = "local-mode-secret-key"  # noqa: S105 - moto checks no credentials

@@ -1,7 +1,7 @@
 """`make demo`: the whole platform on loopback, running the example pipeline end to end.
 
-    python -m bridge.local.demo up      # start (or reuse) the services, run the pipeline
-    python -m bridge.local.demo down    # stop every service this demo started, remove .demo/
+    python -m local.demo up      # start (or reuse) the services, run the pipeline
+    python -m local.demo down    # stop every service this demo started, remove .demo/
 
 `up` starts a throwaway Postgres, an S3 endpoint (moto), an MLflow server (Postgres backend, S3
 artifacts), the bridge, a local CI ID-token issuer and a git server that serves the pipeline
@@ -30,15 +30,15 @@ from typing import Any
 
 import psycopg
 
-from bridge.local import gcl
-from bridge.local.bridge_server import LocalBridge, job_hook
-from bridge.local.gitserver import publish
-from bridge.local.issuer import LocalIssuer, gitlab_claims
-from bridge.local.mlflow import LocalMlflow
-from bridge.local.ports import free_port
-from bridge.local.postgres import LocalPostgres
-from bridge.local.s3 import LocalS3
-from bridge.local.service import Daemon
+from local import gcl
+from local.bridge_server import LocalBridge, job_hook
+from local.gitserver import publish
+from local.issuer import LocalIssuer, gitlab_claims
+from local.mlflow import LocalMlflow
+from local.ports import free_port
+from local.postgres import LocalPostgres
+from local.s3 import LocalS3
+from local.service import Daemon
 
 REPO = gcl.REPO_ROOT
 EXAMPLE = REPO / "examples" / "breast-cancer"
@@ -127,7 +127,7 @@ class Demo:
         return self.state_dir / "git"
 
     def git_daemon(self) -> Daemon:
-        argv = [sys.executable, "-m", "bridge.local.gitserver", "--root", str(self.git_root)]
+        argv = [sys.executable, "-m", "local.gitserver", "--root", str(self.git_root)]
         return Daemon("git", [*argv, "--port", str(self.state["ports"]["git"])], self.services_dir)
 
     @property

@@ -10,9 +10,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.local.ports import free_port
-from bridge.local.s3 import LocalS3
-from bridge.local.service import Daemon
+from local.ports import free_port
+from local.s3 import LocalS3
+from local.service import Daemon
 
 
 def sqlalchemy_url(postgres_url: str) -> str:

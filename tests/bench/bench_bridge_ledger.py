@@ -27,8 +27,8 @@ import psycopg
 
 from bridge import invoices
 from bridge.billing import load_rates
-from local.postgres import LocalPostgres
 from bridge.storage.migrate import migrate
+from local.postgres import LocalPostgres
 from tests.bench.loadgen import http_request, run_load
 from tests.bench.table import Row
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, lifecycle

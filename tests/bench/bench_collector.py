@@ -25,8 +25,8 @@ from bridge.collector.containers import JOB_LABEL, PROJECT_LABEL, DockerSource
 from bridge.collector.service import Collector
 from bridge.collector.spool import Spool
 from bridge.collector.upload import Uploader
-from local.postgres import LocalPostgres
 from bridge.storage.migrate import migrate
+from local.postgres import LocalPostgres
 from tests.bench.bench_bridge_ledger import RATES
 from tests.bench.table import Row
 from tests.fixtures.bridge import start_bridge

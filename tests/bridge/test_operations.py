@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from bridge.api.app import create_app
 from bridge.auth import CLIENT_TOKEN_PREFIX
 from bridge.cli import main
-from local.postgres import LocalPostgres
 from bridge.settings import Settings
+from local.postgres import LocalPostgres
 from tests.bridge.helpers import post_event
 from tests.bridge.payloads import job_event
 from tests.fixtures.postgres import create_database

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 
 from bridge.api.app import create_app
 from bridge.auth import add_client
-from local.issuer import gitlab_claims, public_jwk
-from local.ports import free_port
 from bridge.provenance import SigningKeys, SigningKeysUnavailable, TokenRejected
 from bridge.settings import Settings
+from local.issuer import gitlab_claims, public_jwk
+from local.ports import free_port
 from tests.bridge.helpers import admin, post_event
 from tests.bridge.payloads import CPU_RUNNER, job_event
 from tests.fixtures.bridge import GITLAB_URL

@@ -10,8 +10,8 @@ import psycopg
 from click.testing import CliRunner
 
 from bridge.cli import main
-from local.postgres import LocalPostgres
 from bridge.storage import migrate
+from local.postgres import LocalPostgres
 from tests.fixtures.postgres import create_database
 
 DECLARED = Path(__file__).parents[2] / "bridge" / "storage" / "schema.sql"

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 import psycopg
 
+from bridge.billing import canonical_client
 from bridge.storage import queries
 
 CLIENT_TOKEN_PREFIX = "bct_"  # noqa: S105 - a prefix that makes leaked tokens recognisable
@@ -96,11 +97,12 @@ def client_of_token(conn: psycopg.Connection, token: str) -> str | None:
 
 
 def add_client(conn: psycopg.Connection, slug: str) -> str:
-    """Register a billing client; returns its token, which is not stored and never shown again."""
+    """Register a billing client under its canonical id (lower-case, see
+    `canonical_client`); returns its token, which is not stored and never shown again."""
+    given, slug = slug, canonical_client(slug)
     if not SLUG.match(slug):
         raise InvalidSlug(
-            f"client slug {slug!r} must be lowercase letters, digits, '.', '_' or '-' "
-            "(like a GitLab group path)"
+            f"client {given!r} must be a GitLab group path: letters, digits, '.', '_' or '-'"
         )
     token = CLIENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
     inserted = conn.execute(

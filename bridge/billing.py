@@ -60,6 +60,20 @@ class Rates(BaseModel):
     classes: tuple[RunnerClass, ...] = Field(min_length=1)
     clients: Mapping[str, str] = Field(default_factory=dict)
 
+    @field_validator("clients")
+    @classmethod
+    def _canonical_clients(cls, clients: Mapping[str, str]) -> Mapping[str, str]:
+        canonical: dict[str, str] = {}
+        for group, client in clients.items():
+            key = canonical_client(group)
+            if key in canonical and canonical[key] != canonical_client(client):
+                raise ValueError(
+                    f"group {group!r} is mapped twice (GitLab paths ignore case): "
+                    f"to {canonical[key]!r} and to {client!r}"
+                )
+            canonical[key] = canonical_client(client)
+        return canonical
+
     @field_validator("classes")
     @classmethod
     def _unique_names(cls, classes: tuple[RunnerClass, ...]) -> tuple[RunnerClass, ...]:
@@ -78,12 +92,13 @@ class Rates(BaseModel):
         return next(c.name for c in self.classes if c.matches(tags))
 
     def client_of(self, project_path: str) -> str:
-        """The billing client: the top-level group, mapped through `clients:`."""
-        group = project_path.split("/", 1)[0]
+        """The billing client: the top-level group (canonical), mapped through `clients:`."""
+        group = canonical_client(project_path.split("/", 1)[0])
         return self.clients.get(group, group)
 
     def groups_of(self, client: str) -> list[str]:
         """Every top-level group that bills to `client` (the inverse of `client_of`)."""
+        client = canonical_client(client)
         mapped = [group for group, target in self.clients.items() if target == client]
         if client not in self.clients:
             mapped.append(client)
@@ -102,6 +117,12 @@ class Rates(BaseModel):
             "clients": dict(sorted(self.clients.items())),
         }
         return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def canonical_client(name: str) -> str:
+    """The one spelling of a client id: GitLab group paths are case-insensitive, so
+    `AcmeLab`, `acmelab` and `ACMELAB` are one group and one client, written lower-case."""
+    return name.strip().lower()
 
 
 def load_rates(path: str | Path) -> Rates:

@@ -25,7 +25,7 @@ from bridge.auth import (
     add_collector,
     register_collector,
 )
-from bridge.billing import Rates, RatesFileError, load_rates, validate_period
+from bridge.billing import Rates, RatesFileError, canonical_client, load_rates, validate_period
 from bridge.collector import service as collector_service
 from bridge.gitlab.api import GitLabApi, GitLabError
 from bridge.gitlab.normalize import facts_of
@@ -176,6 +176,7 @@ def clients_add(slug: str) -> None:
     """Register client SLUG and print its API token (shown this once, stored only hashed)."""
     settings = _settings()
     settings.require("database_url")
+    slug = _client_id(None, None, slug)
     try:
         with single_connection(str(settings.database_url)) as conn, conn.transaction():
             token = add_client(conn, slug)
@@ -185,11 +186,23 @@ def clients_add(slug: str) -> None:
     click.echo(f"client {slug} added; store the token now, it cannot be shown again", err=True)
 
 
+def _client_id(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> str:
+    """The canonical client id of a group path or client id: lower-case, and mapped through
+    the rates file's `clients:` when one is configured."""
+    settings = _settings()
+    if settings.rates_file:
+        return _rates(settings).client_of(value)
+    return canonical_client(value)
+
+
 def _client_period_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--period", required=True, callback=_period, help="UTC month, YYYY-MM.")(
         command
     )
-    return click.option("--client", required=True, help="Billing client slug.")(command)
+    return click.option(
+        "--client", required=True, callback=_client_id,
+        help="Billing client id (or a GitLab group path that bills to it; any case).",
+    )(command)  # fmt: skip
 
 
 def _print_document(document: dict[str, Any], output: str) -> None:
@@ -369,7 +382,8 @@ def _reconcile(
         try:
             with single_connection(str(settings.database_url)) as conn:
                 return reconciliation.sweep(conn, api, rates, settings.instance,
-                                            progress=progress, stop=stop)  # fmt: skip
+                                            progress=progress, stop=stop,
+                                            relist=settings.reconcile_relist_ids)  # fmt: skip
         finally:
             progress.close()
 

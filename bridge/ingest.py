@@ -6,9 +6,14 @@ waiting, Postgres flushes for only the few commits that happen to be ready toget
 writer threads take every delivery that is waiting, apply them all in one transaction and
 commit once; each sender's answer still waits for the commit that contains its delivery.
 
-A batch that fails as a whole for a reason other than an outage (a deadlock between the
-writers, or one delivery the database refuses) is retried one delivery per transaction,
-so one bad delivery never takes its neighbours down with it.
+What keeps this from ever stalling ingest:
+- a batch that fails for any reason other than an outage is retried one delivery per
+  transaction, so a delivery the database (or a bug) refuses fails alone;
+- a writer never dies: whatever escapes a commit is logged and handed to the waiting
+  senders as their answer, and the writer takes the next batch;
+- a sender waits at most `timeout` seconds (the caller answers 503 after that);
+- `stalled()` tells `/readyz` when deliveries wait and none has completed for a while, or
+  a writer is gone, so an orchestrator or an operator notices.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from contextlib import suppress
 from dataclasses import dataclass, field
-
-import psycopg
 
 from bridge.billing import Rates
 from bridge.facts import JobFact
@@ -46,14 +51,24 @@ _STOP = object()
 
 class IngestQueue:
     def __init__(
-        self, db: Database, rates: Rates, *, writers: int = 2, max_batch: int = 64
+        self,
+        db: Database,
+        rates: Rates,
+        *,
+        writers: int = 2,
+        max_batch: int = 64,
+        stall_after: float = 10.0,
     ) -> None:
         self._db = db
         self._rates = rates
         self._writers = writers
         self._max_batch = max_batch
+        self._stall_after = stall_after
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._waiting = 0  # submitted, not answered yet
+        self._progress_at = time.monotonic()  # last answer, or first submit after idle
 
     def start(self) -> None:
         for number in range(self._writers):
@@ -71,8 +86,29 @@ class IngestQueue:
 
     def submit(self, delivery: Delivery, facts: Sequence[JobFact]) -> Future[Outcome]:
         pending = _Pending(delivery, facts)
+        with self._lock:
+            if self._waiting == 0:
+                self._progress_at = time.monotonic()
+            self._waiting += 1
+        pending.answer.add_done_callback(self._answered)
         self._queue.put(pending)
         return pending.answer
+
+    def stalled(self) -> str | None:
+        """Why ingest cannot make progress now, or None when it can."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead:
+            return f"ingest writer {', '.join(dead)} stopped"
+        with self._lock:
+            idle = time.monotonic() - self._progress_at
+            if self._waiting and idle > self._stall_after:
+                return f"{self._waiting} deliveries waiting, none committed for {idle:.0f} s"
+        return None
+
+    def _answered(self, _future: Future[Outcome]) -> None:
+        with self._lock:
+            self._waiting -= 1
+            self._progress_at = time.monotonic()
 
     def _run(self) -> None:
         while True:
@@ -90,7 +126,12 @@ class IngestQueue:
                     stopping = True
                     break
                 batch.append(more)
-            self._commit(batch)  # type: ignore[arg-type]
+            try:
+                self._commit(batch)  # type: ignore[arg-type]
+            except Exception as exc:  # a writer must outlive any one batch
+                log.exception("ingest writer: unexpected error on a batch of %d", len(batch))
+                for pending in batch:
+                    _fail(pending, exc)  # type: ignore[arg-type]
             if stopping:
                 return
 
@@ -104,19 +145,25 @@ class IngestQueue:
                 )
         except DatabaseUnavailable as exc:
             for pending in batch:
-                pending.answer.set_exception(exc)
+                _fail(pending, exc)
             return
-        except psycopg.Error as exc:
+        except Exception as exc:  # confined to this batch, see the docstring
             if len(batch) == 1:
-                log.error("delivery %s refused by the database: %s", _describe(batch[0]), exc)
-                batch[0].answer.set_exception(exc)
+                log.exception("delivery %s not recorded", _describe(batch[0]))
+                _fail(batch[0], exc)
                 return
             log.info("batch of %d failed (%s); retrying one by one", len(batch), exc)
             for pending in batch:
                 self._commit([pending])
             return
         for pending, outcome in zip(batch, outcomes, strict=True):
-            pending.answer.set_result(outcome)
+            with suppress(InvalidStateError):  # its sender gave up waiting already
+                pending.answer.set_result(outcome)
+
+
+def _fail(pending: _Pending, exc: BaseException) -> None:
+    with suppress(InvalidStateError):
+        pending.answer.set_exception(exc)
 
 
 def _describe(pending: _Pending) -> str:

@@ -36,7 +36,8 @@ def get_job(conn: psycopg.Connection, instance: str, build_id: int) -> dict[str,
             return None
         job = _jsonable(row) if row else provenance.job_from_run(instance, build_id, runs[0])
         job["conflicts"] = [_jsonable_plain(c) for c in cur.execute(queries.JOB_CONFLICTS, params)]
-    job["provenance"] = provenance.chain(runs)
+        overflow = cur.execute(queries.RUN_OVERFLOW, params).fetchone()
+    job["provenance"] = provenance.chain(runs, overflow["reports"] if overflow else 0)
     return job
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from bridge.facts import JobFact, status_rank
 from bridge.storage import queries
 
 RATES_DIGEST_KEY = "rates_classification"
+log = logging.getLogger("bridge.ledger")
 
 
 class Outcome(StrEnum):
@@ -259,7 +261,13 @@ def rebuild(
             events.itersize = 2000
             events.execute(queries.REPLAY_RAW_EVENTS)
             for event_id, received_at, instance, source, kind, body in events:
-                facts = facts_of(source, kind, bytes(body))
+                try:
+                    facts = facts_of(source, kind, bytes(body))
+                except ValueError as exc:
+                    # Stored before today's checks refused such input (a NaN duration...):
+                    # it was never billable, so it is left out rather than stopping here.
+                    log.warning("raw event %s skipped, no longer valid: %s", event_id, exc)
+                    continue
                 reapply(conn, instance, facts, event_id, received_at, rates)
                 replayed += 1
                 if replayed % 2000 == 0:

@@ -31,6 +31,7 @@ from jwt.algorithms import RSAAlgorithm
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridge.bounds import MAX_BIGINT, Id, NoNul
 from bridge.settings import Settings
 from bridge.storage import queries
 
@@ -275,17 +276,21 @@ SHA256 = r"^[0-9a-f]{64}$"
 SEMVER = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 PINNED_IMAGE = r"^\S+@sha256:[0-9a-f]{64}$"
 # MLflow's own limits for param keys and values.
-ParamKey = Annotated[str, Field(min_length=1, max_length=250)]
-ParamValue = Annotated[str, Field(max_length=6000)]
+ParamKey = Annotated[str, Field(min_length=1, max_length=250), NoNul]
+ParamValue = Annotated[str, Field(max_length=6000), NoNul]
 
 
 class Dataset(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    name: str = Field(min_length=1, max_length=1000, description="file name the job read")
-    uri: str = Field(min_length=1, max_length=2000, description="where it was fetched from")
+    name: Annotated[str, NoNul] = Field(
+        min_length=1, max_length=1000, description="file name the job read"
+    )
+    uri: Annotated[str, NoNul] = Field(
+        min_length=1, max_length=2000, description="where it was fetched from"
+    )
     sha256: str = Field(pattern=SHA256, description="content digest, 64 lowercase hex")
-    size: int | None = Field(default=None, ge=0, description="bytes")
+    size: int | None = Field(default=None, ge=0, le=MAX_BIGINT, description="bytes")
 
 
 class RunReport(BaseModel):
@@ -295,7 +300,7 @@ class RunReport(BaseModel):
 
     mlflow_run_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$")
     mlflow_experiment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,256}$")
-    mlflow_tracking_uri: str | None = Field(
+    mlflow_tracking_uri: Annotated[str, NoNul] | None = Field(
         default=None,
         max_length=2000,
         description="http(s) URL of the MLflow server, for a link to the run; "
@@ -309,10 +314,10 @@ class RunReport(BaseModel):
     datasets: list[Dataset] = Field(default_factory=list, max_length=1000)
     params: dict[ParamKey, ParamValue] = Field(default_factory=dict, max_length=1000)
     # The job may repeat who it is; these are compared with the token, never used instead.
-    job_id: int | None = None
-    pipeline_id: int | None = None
-    project_path: str | None = Field(default=None, max_length=1000)
-    sha: str | None = Field(default=None, max_length=64)
+    job_id: Id | None = None
+    pipeline_id: Id | None = None
+    project_path: Annotated[str, NoNul] | None = Field(default=None, max_length=1000)
+    sha: Annotated[str, NoNul] | None = Field(default=None, max_length=64)
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -355,17 +360,30 @@ class Outcome(Enum):
     CONFLICT = "conflict"
 
 
+# Distinct reports kept per job, the first included. A job posts once (twice if it reports
+# again after a retry of the step); more than this is a bug or abuse, only counted.
+MAX_RUN_REPORTS = 5
+
+
 def record(
     conn: psycopg.Connection, instance: str, identity: JobIdentity, client: str, report: RunReport
 ) -> Outcome:
     """Append the report of the job `identity` names. Its first report is its provenance;
-    an identical repeat is a duplicate; a different one is kept beside it as a conflict."""
+    an identical repeat is a duplicate; a different one is kept beside it as a conflict,
+    up to MAX_RUN_REPORTS in all, and beyond that only counted."""
     run = report.reported()
     fingerprint = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
     key = {"instance": instance, "job_id": identity.job_id}
     with conn.transaction():
         conn.execute(queries.LOCK_RUN_JOB, key)
-        first = conn.execute(queries.FIRST_RUN_FINGERPRINT, key).fetchone()
+        stored = [row[0] for row in conn.execute(queries.RUN_FINGERPRINTS, key)]
+        if stored and stored[0] == fingerprint:
+            return Outcome.DUPLICATE
+        if fingerprint in stored:
+            return Outcome.CONFLICT
+        if len(stored) >= MAX_RUN_REPORTS:
+            conn.execute(queries.COUNT_RUN_OVERFLOW, {**key, "fingerprint": fingerprint})
+            return Outcome.CONFLICT
         conn.execute(
             queries.INSERT_RUN,
             {
@@ -385,9 +403,7 @@ def record(
                 "fingerprint": fingerprint,
             },
         )
-    if first is None:
-        return Outcome.RECORDED
-    return Outcome.DUPLICATE if first[0] == fingerprint else Outcome.CONFLICT
+    return Outcome.RECORDED if not stored else Outcome.CONFLICT
 
 
 def job_from_run(instance: str, job_id: int, first: Mapping[str, Any]) -> dict[str, Any]:
@@ -407,12 +423,17 @@ def job_from_run(instance: str, job_id: int, first: Mapping[str, Any]) -> dict[s
     }
 
 
-def chain(posts: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The provenance of a job from its posts (oldest first); None if it posted none."""
+def chain(posts: Sequence[Mapping[str, Any]], uncounted: int = 0) -> dict[str, Any] | None:
+    """The provenance of a job from its posts (oldest first) and the number of distinct
+    later reports that were only counted; None if it posted none."""
     if not posts:
         return None
     first, *later = posts
-    return {**_run_json(first), "later_posts": [_run_json(post) for post in later]}
+    return {
+        **_run_json(first),
+        "later_posts": [_run_json(post) for post in later],
+        "later_posts_not_kept": uncounted,
+    }
 
 
 def _run_json(post: Mapping[str, Any]) -> dict[str, Any]:

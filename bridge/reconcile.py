@@ -2,19 +2,25 @@
 
 GitLab delivers webhooks at most once (gitlab-contracts.md 1.5), so the ledger needs a
 second source. A sweep lists every project and, per project:
-- the jobs above the project's watermark, newest first, page by page;
-- the project's open jobs: below the watermark, but not finished when a sweep last saw them.
+- the jobs above the project's watermark minus a re-list window, newest first, page by page
+  (the window catches jobs whose ids were taken before the last listing but that GitLab
+  committed only after it: their ids are below a watermark that has moved past them);
+- the project's open jobs: below the watermark, but not finished when a sweep last saw them
+  (`created`, `manual`, `skipped`... all can still run: GitLab resets a skipped job when
+  its pipeline is retried, and runs it under the same id).
 Each finished job the ledger does not know as finished yet is applied through
 `record_deliveries` like webhook deliveries (source "reconcile", the REST Job stored as the
 body), so the ledger cannot tell the sources apart and a job reported by both is counted
 once. Then, in one transaction, the watermark moves up to the highest job listed and the
 unfinished jobs become the project's open jobs: the watermark only ever advances over jobs
-that are stored, never billable (skipped), or remembered as open. A sweep that fails
+that are stored with their terminal status or remembered as open. A sweep that fails
 half-way leaves the watermark where it was; the next one lists the same jobs again and
 finds them already in the ledger.
 
 Each sweep is recorded (started_at, finished_at, status): finalizing a period waits for a
-sweep that started after the period ended and completed. One sweep runs at a time.
+sweep that started after the period ended and completed. A sweep that ends in any error is
+recorded as failed; one left `running` by a process that died is marked failed by the next
+sweep. One sweep runs at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -42,8 +49,8 @@ from bridge.storage.database import DatabaseUnavailable
 log = logging.getLogger("bridge.reconcile")
 
 SOURCE = "reconcile"
-# Finished but never billable: nothing to wait for.
-_SETTLED = frozenset({"skipped"})
+# Job ids below the watermark listed again by every sweep (see the module's docstring).
+RELIST_IDS = 1000
 # Only one sweep at a time (a periodic service and an operator's command may overlap).
 _SWEEP_LOCK = 0x7265_636F_6E63  # "reconc"
 
@@ -94,6 +101,7 @@ class _Sweeper:
     instance: str
     sweep_id: int
     progress: Progress
+    relist: int = RELIST_IDS
 
     def project(self, project: dict[str, Any], result: SweepResult) -> None:
         project_id, path = project["id"], project["path_with_namespace"]
@@ -103,7 +111,8 @@ class _Sweeper:
         previously_open = [r[0] for r in self.conn.execute(queries.OPEN_JOBS, key)]
 
         highest, still_open = watermark, {}
-        for page in _pages(self.api.jobs_above(project_id, watermark), PER_PAGE):
+        floor = max(0, watermark - self.relist)
+        for page in _pages(self.api.jobs_above(project_id, floor), PER_PAGE):
             highest = max(highest, max(job["id"] for job in page))
             recorded = self._apply(project, page, still_open)
             result.listed += len(page)
@@ -113,7 +122,7 @@ class _Sweeper:
         finished = self._terminal_in_ledger(previously_open)
         rechecked = []
         for build_id in previously_open:
-            if build_id in finished:
+            if build_id in finished or build_id > floor:  # listed again above
                 continue
             job = self.api.job(project_id, build_id)
             if job is None:
@@ -140,7 +149,7 @@ class _Sweeper:
         deliveries = []
         for job in jobs:
             status = job["status"]
-            if job["id"] in known or status in _SETTLED:
+            if job["id"] in known:
                 continue
             if not is_terminal(status):
                 still_open[job["id"]] = status
@@ -184,20 +193,23 @@ def sweep(
     *,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    relist: int = RELIST_IDS,
 ) -> SweepResult:
     """One sweep over every project; `conn` must be in autocommit mode.
 
-    Raises GitLabUnavailable when GitLab cannot be reached (the sweep is recorded as
-    failed); a project GitLab refuses is reported in `failures` and the others go on.
+    Raises GitLabUnavailable when GitLab cannot be reached, and re-raises any other error
+    (the sweep is recorded as failed in both cases); a project GitLab refuses is reported
+    in `failures` and the others go on.
     """
     progress = progress or _Silent()
     if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_SWEEP_LOCK,)).fetchone()[0]:
         log.info("another reconciliation sweep is running; waiting for it to finish")
         conn.execute("SELECT pg_advisory_lock(%s)", (_SWEEP_LOCK,))
     try:
+        conn.execute(queries.ABANDON_SWEEPS)
         sweep_id, started_at = conn.execute(queries.START_SWEEP).fetchone()
         result = SweepResult(sweep_id, started_at)
-        sweeper = _Sweeper(conn, api, rates, instance, sweep_id, progress)
+        sweeper = _Sweeper(conn, api, rates, instance, sweep_id, progress, relist)
         try:
             projects = list(api.projects())
             progress.projects(len(projects))
@@ -214,8 +226,8 @@ def sweep(
                     log.error("project %s not reconciled: %s", project["path_with_namespace"], exc)
                 result.projects += 1
                 progress.project_done(project["path_with_namespace"])
-        except (GitLabError, Interrupted) as exc:
-            _end(conn, result, "failed", str(exc))
+        except BaseException as exc:
+            _end_failed(conn, result, exc)
             raise
         _end(
             conn,
@@ -225,7 +237,21 @@ def sweep(
         )
         return result
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_SWEEP_LOCK,))
+        # A lost connection has released the lock already.
+        with suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_SWEEP_LOCK,))
+
+
+def _end_failed(conn: psycopg.Connection, result: SweepResult, exc: BaseException) -> None:
+    expected = isinstance(exc, GitLabError | Interrupted)
+    if not expected:
+        log.error("sweep %s failed on an unexpected error", result.sweep_id, exc_info=exc)
+    error = str(exc) if expected else f"unexpected error: {exc!r}"
+    try:
+        _end(conn, result, "failed", error)
+    except psycopg.Error as failure:
+        # The database itself is the problem: the next sweep marks this one abandoned.
+        log.error("sweep %s could not be marked failed: %s", result.sweep_id, failure)
 
 
 def _end(conn: psycopg.Connection, result: SweepResult, status: str, error: str | None) -> None:
@@ -258,6 +284,8 @@ def run_every(
             return
         except (GitLabError, DatabaseUnavailable) as exc:
             log.error("sweep failed: %s; next attempt in %g s", exc, seconds)
+        except Exception:  # logged with its traceback; the service goes on
+            log.exception("sweep failed on an unexpected error; next attempt in %g s", seconds)
         stop.wait(max(0.0, seconds - (time.monotonic() - started)))
 
 

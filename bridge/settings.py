@@ -51,7 +51,37 @@ SETTINGS = (
             "(default: /var/lib/bridge-collector)."),
     Setting("collector_interval", "BRIDGE_COLLECTOR_INTERVAL",
             "Seconds between two samples of the job containers (default: 5)."),
+    Setting("max_webhook_bytes", "BRIDGE_MAX_WEBHOOK_BYTES",
+            "Largest webhook body accepted, in bytes (default: 26214400, GitLab's own cap)."),
+    Setting("max_run_bytes", "BRIDGE_MAX_RUN_BYTES",
+            "Largest POST /api/v1/runs body, in bytes (default: 1048576)."),
+    Setting("max_samples_bytes", "BRIDGE_MAX_SAMPLES_BYTES",
+            "Largest POST /api/v1/usage-samples body, in bytes (default: 1048576)."),
+    Setting("max_other_bytes", "BRIDGE_MAX_OTHER_BYTES",
+            "Largest body of any other request, in bytes (default: 65536)."),
+    Setting("ingest_timeout", "BRIDGE_INGEST_TIMEOUT",
+            "Seconds a webhook waits for its commit before the answer is 503 (default: 5)."),
+    Setting("reconcile_relist_ids", "BRIDGE_RECONCILE_RELIST_IDS",
+            "Each sweep lists again the job ids this far below a project's watermark, for "
+            "jobs that committed late (default: 1000)."),
 )  # fmt: skip
+
+
+def _number(name: str, value: object, kind: object) -> object:
+    """Numeric settings arrive as text from the environment: convert them, or name the
+    variable that is wrong. Every numeric setting is a positive quantity."""
+    if kind not in ("int", "float") or not isinstance(value, str):
+        return value
+    env = next(s.env for s in SETTINGS if s.name == name)
+    try:
+        number = int(value) if kind == "int" else float(value)
+    except ValueError:
+        number = 0
+    if not 0 < number < 2**63:
+        raise ConfigError(
+            f"{env} must be a positive {'integer' if kind == 'int' else 'number'}, got {value!r}"
+        )
+    return number
 
 
 @dataclass(frozen=True)
@@ -69,8 +99,13 @@ class Settings:
     collector_token: str | None = None
     collector_spool_dir: str = "/var/lib/bridge-collector"
     collector_interval: str = "5"
-    # Bodies above this are refused (GitLab itself caps payloads at 25 MB).
-    max_body_bytes: int = 25 * 1024 * 1024
+    # Numbers: converted (and checked) by `from_env`.
+    max_webhook_bytes: int = 25 * 1024 * 1024
+    max_run_bytes: int = 1024 * 1024
+    max_samples_bytes: int = 1024 * 1024
+    max_other_bytes: int = 64 * 1024
+    ingest_timeout: float = 5.0
+    reconcile_relist_ids: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
@@ -79,8 +114,10 @@ class Settings:
             s.name: environ[s.env] for s in SETTINGS if environ.get(s.env, "").strip()
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+        kinds = {f.name: f.type for f in fields(cls)}
+        return cls(
+            **{k: _number(k, v, kinds[k]) for k, v in values.items() if k in kinds}  # type: ignore[arg-type]
+        )
 
     def require(self, *names: str) -> None:
         missing = [s for s in SETTINGS if s.name in names and not getattr(self, s.name)]

@@ -25,9 +25,10 @@ from typing import Annotated, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.billing import Rates, resource_amount
+from bridge.bounds import Id, Moment
 from bridge.storage import queries
 
 SECONDS_PER_HOUR = Decimal(3600)
@@ -41,11 +42,11 @@ class Sample(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    job_id: int = Field(gt=0, description="com.gitlab.gitlab-runner.job.id")
-    project_id: int = Field(gt=0, description="com.gitlab.gitlab-runner.project.id")
+    job_id: Id = Field(description="com.gitlab.gitlab-runner.job.id")
+    project_id: Id = Field(description="com.gitlab.gitlab-runner.project.id")
     container_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    started_at: AwareDatetime
-    observed_at: AwareDatetime
+    started_at: Moment
+    observed_at: Moment
     cpu_seconds: Quantity
     memory_gib_seconds: Quantity
     gpu_seconds: Quantity

@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from bridge import __version__
 from bridge.api import errors, health, hooks, reports, runs, usage_samples
@@ -58,20 +56,19 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     )
     app.state.bridge = bridge
     errors.install(app)
-    app.add_middleware(hooks.WebhookEndpoint)
-    app.include_router(reports.router)
-    app.include_router(usage_samples.router)
-    app.include_router(runs.router)
-    app.include_router(health.router)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
-            )
-            schema["paths"][hooks.PATH] = hooks.OPENAPI
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    # Every body is bounded before any route reads it; a route with a larger (or smaller)
+    # need names its limit here.
+    body_limits = {
+        hooks.PATH: settings.max_webhook_bytes,
+        runs.PATH: settings.max_run_bytes,
+        usage_samples.PATH: settings.max_samples_bytes,
+    }
+    app.add_middleware(errors.BodyLimit, limits=body_limits, default=settings.max_other_bytes)
+    # Added last, so it wraps everything else: no exception escapes without the envelope.
+    app.add_middleware(errors.ErrorBoundary)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
+
+
+ROUTERS = (hooks.router, reports.router, usage_samples.router, runs.router, health.router)

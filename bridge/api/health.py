@@ -19,8 +19,14 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database is reachable and its schema is current")
+@router.get(
+    "/readyz",
+    summary="The database is reachable, its schema is current and webhook ingest progresses",
+)
 def readyz(bridge: BridgeDep) -> JSONResponse:
+    stalled = bridge.ingest.stalled()
+    if stalled:
+        return error_response(503, "ingest_stalled", stalled)
     try:
         with bridge.db.connection() as conn:
             waiting = [m.name for m in migrate.pending(conn)]
@@ -38,6 +44,12 @@ def metrics(bridge: BridgeDep) -> Response:
     try:
         with bridge.db.connection() as conn:
             bridge.metrics.conflicts.set(conn.execute(queries.COUNT_CONFLICTS).fetchone()[0])
+            by_status = dict(conn.execute(queries.SWEEPS_BY_STATUS).fetchall())
+            recorded, last = conn.execute(queries.SWEEP_TOTALS).fetchone()
+        for status in ("running", "completed", "failed"):
+            bridge.metrics.sweeps.labels(status).set(by_status.get(status, 0))
+        bridge.metrics.sweep_jobs.set(recorded)
+        bridge.metrics.last_sweep.set(last)
         bridge.metrics.database_up.set(1)
     except DatabaseUnavailable:
         bridge.metrics.database_up.set(0)

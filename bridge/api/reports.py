@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -11,11 +10,16 @@ from fastapi.responses import Response
 from bridge import invoices, jobs, reports
 from bridge.api.deps import BridgeDep, CallerDep
 from bridge.api.errors import ApiError
+from bridge.bounds import MAX_BIGINT, Moment
 
 router = APIRouter(prefix="/api/v1", tags=["billing"])
 
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
-SLUG = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# A client id or group path in any case; answered under its canonical id (lower-case,
+# mapped through the rates file's `clients:`).
+CLIENT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# Free-text filters: no NUL (Postgres text cannot hold it).
+PLAIN = r"^[^\x00]*$"
 
 
 def _document(bridge: BridgeDep, client: str, period: str) -> dict[str, Any]:
@@ -30,9 +34,10 @@ def _document(bridge: BridgeDep, client: str, period: str) -> dict[str, Any]:
 def usage(
     bridge: BridgeDep,
     caller: CallerDep,
-    client: Annotated[str, Query(pattern=SLUG)],
+    client: Annotated[str, Query(pattern=CLIENT)],
     period: Annotated[str, Query(pattern=PERIOD, description="YYYY-MM (UTC month)")],
 ) -> dict[str, Any]:
+    client = bridge.rates.client_of(client)
     caller.require_client(client)
     return _document(bridge, client, period)
 
@@ -41,10 +46,11 @@ def usage(
 def invoice(
     bridge: BridgeDep,
     caller: CallerDep,
-    client: Annotated[str, Path(pattern=SLUG)],
+    client: Annotated[str, Path(pattern=CLIENT)],
     period: Annotated[str, Path(pattern=PERIOD)],
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Any:
+    client = bridge.rates.client_of(client)
     caller.require_client(client)
     document = _document(bridge, client, period)
     if format == "csv":
@@ -56,18 +62,20 @@ def invoice(
 def list_jobs(
     bridge: BridgeDep,
     caller: CallerDep,
-    client: Annotated[str | None, Query(pattern=SLUG)] = None,
-    project: Annotated[str | None, Query(max_length=1000)] = None,
-    status: Annotated[str | None, Query(max_length=40)] = None,
-    since: Annotated[datetime | None, Query(description="changed at or after")] = None,
-    before: Annotated[int | None, Query(description="cursor: build ids below this")] = None,
+    client: Annotated[str | None, Query(pattern=CLIENT)] = None,
+    project: Annotated[str | None, Query(max_length=1000, pattern=PLAIN)] = None,
+    status: Annotated[str | None, Query(max_length=40, pattern=PLAIN)] = None,
+    since: Annotated[Moment | None, Query(description="changed at or after")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_BIGINT, description="cursor: build ids below this")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    if client is not None:
+        client = bridge.rates.client_of(client)
     if not caller.is_admin:
         caller.require_client(client or str(caller.client))
         client = caller.client
-    if since is not None and since.tzinfo is None:
-        raise ApiError(422, "invalid_request", "since: needs a timezone, e.g. ...Z")
     with bridge.db.connection() as conn:
         page = jobs.list_jobs(
             conn,
@@ -84,7 +92,9 @@ def list_jobs(
 
 
 @router.get("/jobs/{build_id}", summary="One job with its provenance and conflicts")
-def get_job(bridge: BridgeDep, caller: CallerDep, build_id: int) -> dict[str, Any]:
+def get_job(
+    bridge: BridgeDep, caller: CallerDep, build_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+) -> dict[str, Any]:
     with bridge.db.connection() as conn:
         job = jobs.get_job(conn, bridge.settings.instance, build_id)
     if job is None:

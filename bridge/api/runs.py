@@ -9,22 +9,20 @@ FastAPI body parameter, which would parse any body, unbounded, before the token 
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from bridge import provenance
-from bridge.api.deps import Bridge, BridgeDep, bearer_token
-from bridge.api.errors import ApiError
+from bridge.api.deps import Bridge, BridgeDep, bearer_token, inline_schema
+from bridge.api.errors import ApiError, describe_errors
 from bridge.provenance import IdTokenVerifier, JobIdentity, Outcome, RunReport
 from bridge.settings import ConfigError
 
-router = APIRouter(prefix="/api/v1", tags=["provenance"])
-
-# A run report is a few kB; MLflow params are its only open-ended part.
-MAX_BODY_BYTES = 1024 * 1024
+PATH = "/api/v1/runs"
+router = APIRouter(tags=["provenance"])
 _VERIFIER_LOCK = threading.Lock()
 
 
@@ -54,53 +52,27 @@ def job_identity(request: Request, bridge: BridgeDep) -> JobIdentity:
 
 
 async def run_report(request: Request) -> RunReport:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
+    body = await request.body()  # bounded by BRIDGE_MAX_RUN_BYTES (BodyLimit)
     try:
-        return RunReport.model_validate_json(bytes(body))
+        return RunReport.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors()
+        errors = exc.errors(include_input=False, include_url=False)
         if errors[0]["type"] == "json_invalid":
             raise ApiError(400, "malformed_json", errors[0]["msg"]) from None
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]
-        )
-        raise ApiError(422, "invalid_request", problems) from None
-
-
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """The JSON schema with its `$defs` inlined, so it can sit inside the OpenAPI document."""
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(definitions[node["$ref"].rsplit("/", 1)[1]])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    return resolve(schema)
-
-
-_BODY_SCHEMA = _inline(RunReport.model_json_schema())
+        raise ApiError(422, "invalid_request", describe_errors(errors)) from None
 
 
 @router.post(
-    "/runs",
+    PATH,
     status_code=201,
     summary="Record the provenance of the CI job named by the bearer ID token",
     description="`Authorization: Bearer <CI ID token>` (GitLab `id_tokens:`, audience = this "
     "bridge). Identity comes from the token; identity fields in the body must agree with it.",
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(RunReport)}},
+        }
     },
     responses={
         200: {"description": '{"result": "duplicate", "job_id": N}: the same report again'},
@@ -108,7 +80,7 @@ _BODY_SCHEMA = _inline(RunReport.model_json_schema())
         400: {"description": "body is not JSON"},
         401: {"description": "no token, or expired, wrong audience, wrong issuer, bad signature"},
         409: {"description": "the job already reported a different run; the first one stands"},
-        413: {"description": "body larger than 1 MiB"},
+        413: {"description": "body larger than BRIDGE_MAX_RUN_BYTES"},
         422: {"description": "invalid body, or a body that contradicts the token"},
         503: {"description": "GitLab's signing keys or the database are unreachable"},
     },

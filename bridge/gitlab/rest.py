@@ -14,10 +14,11 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bridge.bounds import Id, Seconds, Text, Timestamp
 from bridge.facts import JobFact, Runner
-from bridge.gitlab.webhooks import MalformedEvent, Timestamp, describe_validation_error
+from bridge.gitlab.webhooks import MalformedEvent, describe_validation_error
 
 KIND = "api_job"  # the `kind` of every reconciled delivery
 
@@ -27,40 +28,40 @@ class _Entity(BaseModel):
 
 
 class ApiRunner(_Entity):
-    id: int
-    description: str | None = None
-    runner_type: str | None = None
+    id: Id
+    description: Text | None = None
+    runner_type: Text | None = None
 
 
 class ApiPipeline(_Entity):
-    id: int
-    project_id: int | None = None
+    id: Id
+    project_id: Id | None = None
 
 
 class ApiCommit(_Entity):
-    id: str  # the SHA here (unlike `commit.id` of a Job Hook)
+    id: Text  # the SHA here (unlike `commit.id` of a Job Hook)
 
 
 class ApiJob(_Entity):
-    id: int
-    status: str
-    name: str | None = None
-    stage: str | None = None
-    ref: str | None = None
+    id: Id
+    status: Text
+    name: Text | None = None
+    stage: Text | None = None
+    ref: Text | None = None
     created_at: Timestamp = None
     started_at: Timestamp = None
     finished_at: Timestamp = None
-    duration: float | None = None
-    failure_reason: str | None = None
+    duration: Seconds | None = None
+    failure_reason: Text | None = None
     pipeline: ApiPipeline | None = None
     commit: ApiCommit | None = None
     runner: ApiRunner | None = None
-    tag_list: list[str] = []
+    tag_list: list[Text] = Field(default=[], max_length=1000)
 
 
 class ProjectRef(_Entity):
-    id: int
-    path_with_namespace: str
+    id: Id
+    path_with_namespace: Text
 
 
 class ReconciledJob(_Entity):
@@ -69,7 +70,7 @@ class ReconciledJob(_Entity):
     project: ProjectRef
     # The runner's tags when the job ran on one; None when the runner is gone (then the
     # job's own tag_list stands in: a subset of the tags the runner had).
-    runner_tags: list[str] | None = None
+    runner_tags: list[Text] | None = None
     job: ApiJob
 
     def to_fact(self) -> JobFact:

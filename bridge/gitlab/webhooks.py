@@ -7,19 +7,16 @@ Shapes: gitlab-contracts.md sections 1.1, 1.2 and 1.8.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
+from bridge.bounds import Id, Seconds, Text, Timestamp
 from bridge.facts import JobFact, Runner
-from bridge.gitlab.timestamps import parse_gitlab_time
-
-Timestamp = Annotated[datetime | None, BeforeValidator(parse_gitlab_time)]
 
 
 class MalformedJson(ValueError):
@@ -35,42 +32,42 @@ class _Payload(BaseModel):
 
 
 class RunnerPayload(_Payload):
-    id: int
-    description: str | None = None
-    runner_type: str | None = None
-    tags: list[str] = []
+    id: Id
+    description: Text | None = None
+    runner_type: Text | None = None
+    tags: list[Text] = Field(default=[], max_length=1000)
 
     def to_runner(self) -> Runner:
         return Runner(self.id, self.description, self.runner_type, tuple(self.tags))
 
 
 class ProjectPayload(_Payload):
-    id: int | None = None
-    path_with_namespace: str
+    id: Id | None = None
+    path_with_namespace: Text
 
 
 class RepositoryPayload(_Payload):
-    homepage: str | None = None
+    homepage: Text | None = None
 
 
 class JobHook(_Payload):
     object_kind: Literal["build"]
-    build_id: int
-    build_name: str | None = None
-    build_stage: str | None = None
-    build_status: str
+    build_id: Id
+    build_name: Text | None = None
+    build_stage: Text | None = None
+    build_status: Text
     build_created_at: Timestamp = None
     build_started_at: Timestamp = None
     build_finished_at: Timestamp = None
     build_created_at_iso: Timestamp = None
     build_started_at_iso: Timestamp = None
     build_finished_at_iso: Timestamp = None
-    build_duration: float | None = None
-    build_failure_reason: str | None = None
-    ref: str | None = None
-    sha: str | None = None
-    pipeline_id: int | None = None
-    project_id: int | None = None
+    build_duration: Seconds | None = None
+    build_failure_reason: Text | None = None
+    ref: Text | None = None
+    sha: Text | None = None
+    pipeline_id: Id | None = None
+    project_id: Id | None = None
     project: ProjectPayload | None = None
     repository: RepositoryPayload | None = None
     runner: RunnerPayload | None = None
@@ -107,29 +104,29 @@ class JobHook(_Payload):
 
 
 class PipelineBuild(_Payload):
-    id: int
-    name: str | None = None
-    stage: str | None = None
-    status: str
+    id: Id
+    name: Text | None = None
+    stage: Text | None = None
+    status: Text
     created_at: Timestamp = None
     started_at: Timestamp = None
     finished_at: Timestamp = None
-    duration: float | None = None
-    failure_reason: str | None = None
+    duration: Seconds | None = None
+    failure_reason: Text | None = None
     runner: RunnerPayload | None = None
 
 
 class PipelineAttributes(_Payload):
-    id: int
-    ref: str | None = None
-    sha: str | None = None
+    id: Id
+    ref: Text | None = None
+    sha: Text | None = None
 
 
 class PipelineHook(_Payload):
     object_kind: Literal["pipeline"]
     object_attributes: PipelineAttributes
     project: ProjectPayload
-    builds: list[PipelineBuild] = []
+    builds: list[PipelineBuild] = Field(default=[], max_length=10000)
 
     def to_facts(self) -> list[JobFact]:
         pipeline = self.object_attributes
@@ -157,8 +154,8 @@ class PipelineHook(_Payload):
 
 class ProjectCreated(_Payload):
     event_name: Literal["project_create"]
-    project_id: int
-    path_with_namespace: str
+    project_id: Id
+    path_with_namespace: Text
 
 
 @dataclass(frozen=True)
@@ -182,14 +179,18 @@ def parse_body(body: bytes) -> ParsedEvent:
     try:
         event = _JOB_OR_PIPELINE.validate_json(body)
     except ValidationError:
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-            raise MalformedJson(str(exc)) from None
-        return parse_event(payload)
+        return parse_event(decode_json(body))
     if isinstance(event, JobHook):
         return ParsedEvent("build", [event.to_fact()])
     return ParsedEvent("pipeline", event.to_facts())
+
+
+def decode_json(body: bytes) -> Any:
+    """Any JSON document, nested at most a couple hundred levels (the parser's own bound)."""
+    try:
+        return from_json(body)
+    except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
+        raise MalformedJson(str(exc)) from None
 
 
 def parse_event(payload: Any) -> ParsedEvent:
@@ -218,7 +219,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     """`field.path: problem` for each error, short enough for an HTTP error message."""
     return "; ".join(
         f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors()[:5]
+        for error in exc.errors(include_input=False, include_url=False)[:5]
     )
 
 

@@ -212,10 +212,23 @@ LOCK_RUN_JOB = """
 SELECT pg_advisory_xact_lock(hashtextextended(%(instance)s || '#' || %(job_id)s::text, 0))
 """
 
-FIRST_RUN_FINGERPRINT = """
+# The job's stored reports, the provenance (first) first; at most `limit` of them exist.
+RUN_FINGERPRINTS = """
 SELECT fingerprint FROM runs
 WHERE instance = %(instance)s AND job_id = %(job_id)s
-ORDER BY id LIMIT 1
+ORDER BY id
+"""
+
+COUNT_RUN_OVERFLOW = """
+INSERT INTO run_overflow (instance, job_id, reports, last_fingerprint)
+VALUES (%(instance)s, %(job_id)s, 1, %(fingerprint)s)
+ON CONFLICT (instance, job_id) DO UPDATE
+SET reports = run_overflow.reports + 1, last_fingerprint = EXCLUDED.last_fingerprint,
+    last_at = now()
+"""
+
+RUN_OVERFLOW = """
+SELECT reports FROM run_overflow WHERE instance = %(instance)s AND job_id = %(build_id)s
 """
 
 INSERT_RUN = """
@@ -257,6 +270,23 @@ COMPLETED_SWEEP_SINCE = """
 SELECT id, started_at, finished_at FROM reconcile_sweeps
 WHERE status = 'completed' AND started_at >= %(since)s
 ORDER BY started_at LIMIT 1
+"""
+
+SWEEPS_BY_STATUS = "SELECT status, count(*) FROM reconcile_sweeps GROUP BY status"
+
+SWEEP_TOTALS = """
+SELECT COALESCE(sum(recorded), 0),
+       COALESCE(extract(epoch FROM max(started_at) FILTER (WHERE status = 'completed')), 0)
+FROM reconcile_sweeps
+"""
+
+# Sweeps are serialised by an advisory lock: one still `running` when the lock is taken
+# belongs to a process that died mid-sweep.
+ABANDON_SWEEPS = """
+UPDATE reconcile_sweeps
+SET status = 'failed', finished_at = now(),
+    error = 'abandoned: the process running it ended before it finished'
+WHERE status = 'running'
 """
 
 LAST_COMPLETED_SWEEP = """

@@ -4,7 +4,8 @@
 CREATE TABLE public.clients (
     slug text NOT NULL,
     token_hash text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT clients_slug_canonical CHECK ((slug = lower(slug)))
 );
 CREATE TABLE public.collectors (
     host text NOT NULL,
@@ -50,6 +51,7 @@ CREATE TABLE public.invoices (
     document json NOT NULL,
     rates jsonb NOT NULL,
     finalized_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT invoices_client_canonical CHECK ((client = lower(client))),
     CONSTRAINT invoices_period_check CHECK ((period ~ '^[0-9]{4}-[0-9]{2}$'::text))
 );
 CREATE TABLE public.jobs (
@@ -81,7 +83,8 @@ CREATE TABLE public.jobs (
     period text,
     first_seen_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT jobs_check CHECK (((NOT billable) OR ((billable_seconds IS NOT NULL) AND (runner_class IS NOT NULL) AND (period ~ '^[0-9]{4}-[0-9]{2}$'::text))))
+    CONSTRAINT jobs_check CHECK (((NOT billable) OR ((billable_seconds IS NOT NULL) AND (runner_class IS NOT NULL) AND (period ~ '^[0-9]{4}-[0-9]{2}$'::text)))),
+    CONSTRAINT jobs_client_canonical CHECK ((client = lower(client)))
 )
 WITH (fillfactor='80');
 CREATE TABLE public.ledger_state (
@@ -137,6 +140,13 @@ CREATE SEQUENCE public.reconcile_sweeps_id_seq
     NO MAXVALUE
     CACHE 1;
 ALTER SEQUENCE public.reconcile_sweeps_id_seq OWNED BY public.reconcile_sweeps.id;
+CREATE TABLE public.run_overflow (
+    instance text NOT NULL,
+    job_id bigint NOT NULL,
+    reports bigint NOT NULL,
+    last_fingerprint text NOT NULL,
+    last_at timestamp with time zone DEFAULT now() NOT NULL
+);
 CREATE TABLE public.runs (
     id bigint NOT NULL,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -159,7 +169,8 @@ CREATE TABLE public.runs (
     template_version text NOT NULL,
     datasets jsonb NOT NULL,
     params jsonb NOT NULL,
-    fingerprint text NOT NULL
+    fingerprint text NOT NULL,
+    CONSTRAINT runs_client_canonical CHECK ((client = lower(client)))
 );
 CREATE SEQUENCE public.runs_id_seq
     START WITH 1
@@ -223,6 +234,8 @@ ALTER TABLE ONLY public.reconcile_projects
     ADD CONSTRAINT reconcile_projects_pkey PRIMARY KEY (instance, project_id);
 ALTER TABLE ONLY public.reconcile_sweeps
     ADD CONSTRAINT reconcile_sweeps_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.run_overflow
+    ADD CONSTRAINT run_overflow_pkey PRIMARY KEY (instance, job_id);
 ALTER TABLE ONLY public.runs
     ADD CONSTRAINT runs_instance_job_id_fingerprint_key UNIQUE (instance, job_id, fingerprint);
 ALTER TABLE ONLY public.runs

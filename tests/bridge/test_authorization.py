@@ -70,7 +70,11 @@ def test_client_token_lists_only_its_own_jobs(api: TestClient, tokens: dict) -> 
 def test_forbidden_uses_the_error_envelope(api: TestClient, tokens: dict) -> None:
     response = api.get("/api/v1/invoices/beta-lab/2026-10", headers=tokens["acme"])
     assert response.json() == {
-        "error": {"code": "forbidden", "message": "a client token only sees its own client (acme)"}
+        "error": {
+            "code": "forbidden",
+            "message": "a client token only sees its own client (acme)",
+            "request_id": response.headers["x-request-id"],
+        }
     }
 
 

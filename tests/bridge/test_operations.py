@@ -66,7 +66,13 @@ def test_openapi_documents_every_route(api: TestClient) -> None:
 def test_unknown_route_uses_the_error_envelope(api: TestClient) -> None:
     response = api.get("/nope")
     assert response.status_code == 404
-    assert response.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    assert response.json() == {
+        "error": {
+            "code": "not_found",
+            "message": "Not Found",
+            "request_id": response.headers["x-request-id"],
+        }
+    }
     invalid = api.get("/api/v1/usage?client=acme&period=2026-13",
                       headers={"Authorization": "Bearer test-admin-token"})  # fmt: skip
     assert invalid.status_code == 422
@@ -86,5 +92,5 @@ def test_clients_add_prints_the_token_once(db_url: str, db: psycopg.Connection) 
     assert "client 'acme' already exists" in again.output
     invalid = CliRunner().invoke(main, ["clients", "add", "Acme Corp"], env=env)
     assert invalid.exit_code == 2
-    assert "must be lowercase letters" in invalid.output
+    assert "must be a GitLab group path" in invalid.output
     assert db.execute("SELECT count(*) FROM clients").fetchone()[0] == 1

@@ -145,7 +145,8 @@ def test_unknown_well_formed_kinds_are_ignored(api: TestClient, db: psycopg.Conn
 def error_of(response) -> dict:
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
+    assert set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
     return body["error"]
 
 
@@ -201,7 +202,7 @@ def test_bad_bodies_get_a_clear_4xx_and_change_nothing(
 
 
 def test_oversized_body_is_413(settings: Settings) -> None:
-    small = Settings(**{**settings.__dict__, "max_body_bytes": 1000})
+    small = Settings(**{**settings.__dict__, "max_webhook_bytes": 1000})
     with TestClient(create_app(small)) as client:
         payload = job_event(14, "pending")
         payload["padding"] = "x" * 2000

@@ -27,9 +27,9 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     settings.require(*REQUIRED_SETTINGS)
     rates = rates or load_rates(settings.rates_path)
     db = Database(str(settings.database_url))
-    bridge = Bridge(
-        settings=settings, rates=rates, db=db, ingest=IngestQueue(db, rates), metrics=Metrics()
-    )
+    # Deliveries waiting longer than a sender does (ingest_timeout) mean ingest is stuck.
+    ingest = IngestQueue(db, rates, stall_after=settings.ingest_timeout)
+    bridge = Bridge(settings=settings, rates=rates, db=db, ingest=ingest, metrics=Metrics())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

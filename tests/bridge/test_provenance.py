@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from bridge.api.app import create_app
 from bridge.auth import add_client
-from bridge.provenance import SigningKeys, SigningKeysUnavailable, TokenRejected
+from bridge.provenance import MAX_RUN_REPORTS, SigningKeys, SigningKeysUnavailable, TokenRejected
 from bridge.settings import Settings
 from local.issuer import gitlab_claims, public_jwk
 from local.ports import free_port
@@ -240,6 +240,23 @@ def test_a_different_later_report_is_kept_but_the_first_stands(
     assert chain["mlflow"]["run_id"] == REPORT["mlflow_run_id"]
     assert [p["mlflow"]["run_id"] for p in chain["later_posts"]] == [other["mlflow_run_id"]]
     assert stored_runs(db) == 2
+
+
+def test_a_job_keeps_a_bounded_number_of_distinct_reports_and_counts_the_rest(
+    runs_api: TestClient, keys: dict, db: psycopg.Connection
+) -> None:
+    token = mint(keys["current"])
+    reports = [{**REPORT, "params": {"attempt": str(n)}} for n in range(12)]
+    answers = [post_run(runs_api, token, report).status_code for report in reports]
+    assert answers == [201] + [409] * 11
+    assert post_run(runs_api, token, reports[-1]).status_code == 409
+    assert stored_runs(db) == MAX_RUN_REPORTS
+    chain = admin(runs_api, f"/api/v1/jobs/{JOB_ID}").json()["provenance"]
+    assert chain["params"] == {"attempt": "0"}, "the first report stands"
+    assert [p["params"] for p in chain["later_posts"]] == [
+        {"attempt": str(n)} for n in range(1, MAX_RUN_REPORTS)
+    ]
+    assert chain["later_posts_not_kept"] == 12 + 1 - MAX_RUN_REPORTS
 
 
 def test_identity_comes_from_the_token_when_the_body_omits_it(

@@ -18,14 +18,16 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from fastapi.testclient import TestClient
 
 from bridge import invoices
 from bridge.billing import load_rates
 from bridge.cli import main
+from bridge.gitlab import rest
 from local.ports import free_port
 from tests.bench.loadgen import http_request, run_load
 from tests.bridge import reference
-from tests.bridge.gitlab_fake import TERMINAL, TOKEN, GitLabFake, populate
+from tests.bridge.gitlab_fake import TERMINAL, TOKEN, GitLabFake, Job, populate
 from tests.bridge.helpers import hook_headers
 from tests.bridge.payloads import pipeline_event
 from tests.fixtures.bridge import BridgeProcess
@@ -401,3 +403,101 @@ def test_every_keeps_sweeping_through_outages_and_stops_on_sigterm(
     text = log.read_text()
     assert "sweep failed: GitLab at" in text
     assert "Traceback" not in text
+
+
+def test_a_skipped_job_that_runs_later_is_billed_after_the_second_sweep(
+    gitlab: GitLabFake, db: psycopg.Connection, bridge_env: dict[str, str]
+) -> None:
+    """GitLab resets a skipped job when its pipeline is retried and runs it under the same
+    id; the watermark must not have settled it."""
+    project = gitlab.add_project("acme-vision/segmentation")
+    runner = gitlab.add_runner(
+        {"id": 12, "description": "cpu", "runner_type": "instance_type", "tags": ["docker"]}
+    )
+    start = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+    skipped = gitlab.add_job(project, pipeline_id=1, status="skipped", created_at=start)
+    newer = gitlab.add_job(project, pipeline_id=1, status="created", created_at=start)
+    first = reconcile(bridge_env)
+    assert first.exit_code == 0, first.output
+    assert "2 jobs listed, 0 recorded, 2 still open" in first.stdout
+
+    skipped.started_at, skipped.runner = start + timedelta(hours=1), runner
+    gitlab.finish(skipped, "success", start + timedelta(hours=1, minutes=2), 120.0)
+    second = reconcile(bridge_env)
+    assert second.exit_code == 0, second.output
+    billed = db.execute("SELECT build_id, status, billable_seconds FROM jobs WHERE billable")
+    assert billed.fetchall() == [(skipped.id, "success", Decimal("120"))]
+    still_open = db.execute("SELECT build_id FROM reconcile_open_jobs").fetchall()
+    assert still_open == [(newer.id,)]
+
+
+def test_a_job_committed_after_a_listing_below_the_watermark_is_billed(
+    gitlab: GitLabFake, db: psycopg.Connection, bridge_env: dict[str, str]
+) -> None:
+    """Job ids are taken before the job's row commits: a listing can see a higher id
+    while a lower one is still invisible, and the watermark passes it."""
+    project = gitlab.add_project("acme-vision/segmentation")
+    runner = gitlab.add_runner(
+        {"id": 12, "description": "cpu", "runner_type": "instance_type", "tags": ["docker"]}
+    )
+    start = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+    finished = {
+        "status": "success",
+        "created_at": start,
+        "started_at": start,
+        "finished_at": start + timedelta(seconds=60),
+        "duration": 60.0,
+        "runner": runner,
+    }
+    reserved = next(gitlab._ids)  # taken, not committed yet
+    seen = gitlab.add_job(project, pipeline_id=1, **finished)
+    assert reconcile(bridge_env).exit_code == 0
+    assert db.execute("SELECT watermark FROM reconcile_projects").fetchone() == (seen.id,)
+
+    late = Job(id=reserved, project_id=project.id, pipeline_id=1, **finished)
+    project.jobs.append(late)
+    assert reconcile(bridge_env).exit_code == 0
+    billed = db.execute("SELECT build_id FROM jobs WHERE billable ORDER BY build_id").fetchall()
+    assert billed == [(late.id,), (seen.id,)]
+
+
+def test_a_sweep_ended_by_an_unexpected_error_is_recorded_as_failed(
+    gitlab: GitLabFake,
+    db: psycopg.Connection,
+    bridge_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    populate(gitlab, random.Random(4), PATHS[:1], jobs=20)
+    # A sweep whose process died mid-way (SIGKILL, power loss) is left `running`...
+    db.execute("INSERT INTO reconcile_sweeps (started_at) VALUES ('2026-10-01 00:00Z')")
+
+    def broken(*_args: Any) -> bytes:
+        raise RuntimeError("a bug nobody foresaw")
+
+    monkeypatch.setattr(rest, "envelope", broken)
+    result = reconcile(bridge_env)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, RuntimeError)
+    sweeps = db.execute("SELECT status, error FROM reconcile_sweeps ORDER BY id").fetchall()
+    # ... and the next sweep marks it failed; that sweep itself fails on the bug.
+    assert sweeps == [
+        ("failed", "abandoned: the process running it ended before it finished"),
+        ("failed", "unexpected error: RuntimeError('a bug nobody foresaw')"),
+    ]
+
+
+def test_sweeps_show_in_the_metrics(
+    gitlab: GitLabFake, db: psycopg.Connection, bridge_env: dict[str, str], api: TestClient
+) -> None:
+    populate(gitlab, random.Random(6), PATHS[:1], jobs=30)
+    assert reconcile(bridge_env).exit_code == 0
+    gitlab.fail(503, times=100)
+    assert reconcile(bridge_env).exit_code == 1
+    recorded = db.execute("SELECT sum(recorded) FROM reconcile_sweeps").fetchone()[0]
+    assert recorded > 0
+    text = api.get("/metrics").text
+    assert 'bridge_reconcile_sweeps{status="completed"} 1.0' in text
+    assert 'bridge_reconcile_sweeps{status="failed"} 1.0' in text
+    assert 'bridge_reconcile_sweeps{status="running"} 0.0' in text
+    assert f"bridge_reconcile_jobs_recorded {float(recorded)}" in text
+    assert "bridge_reconcile_last_completed_timestamp_seconds 0.0" not in text

@@ -18,14 +18,17 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from bridge import jobs
 from bridge.api.app import create_app
+from bridge.cli import main
 from bridge.settings import Settings
 from tests.bridge.helpers import admin, hook_headers, post_event, usage
 from tests.bridge.payloads import CPU_RUNNER, job_event
 from tests.fixtures.bridge import ADMIN_TOKEN, BridgeProcess
+
 
 def finished_job(build_id: int, seconds: float, **fields: Any) -> dict[str, Any]:
     return job_event(build_id, "success", runner=CPU_RUNNER, duration=seconds, **fields)
@@ -245,10 +248,6 @@ def test_a_streamed_body_is_cut_at_the_limit(settings: Settings, bridge_env: dic
     chunks = [b'{"samples": ['] + [b" " * 1024] * 10
 
     with TestClient(create_app(small)) as client:
-        from click.testing import CliRunner
-
-        from bridge.cli import main
-
         token = "h" * 32
         added = CliRunner().invoke(
             main, ["collectors", "add", "runner-1", "--token-stdin"], input=token, env=bridge_env

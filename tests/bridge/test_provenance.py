@@ -18,6 +18,8 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 
 from bridge.api.app import create_app
 from bridge.auth import add_client
@@ -25,6 +27,7 @@ from bridge.provenance import MAX_RUN_REPORTS, SigningKeys, SigningKeysUnavailab
 from bridge.settings import Settings
 from local.issuer import gitlab_claims, public_jwk
 from local.ports import free_port
+from tests.bridge.fuzz import encoded, mutations
 from tests.bridge.helpers import admin, post_event
 from tests.bridge.payloads import CPU_RUNNER, job_event
 from tests.fixtures.bridge import GITLAB_URL
@@ -595,3 +598,20 @@ def test_openapi_documents_the_run_body(runs_api: TestClient) -> None:
     assert {"mlflow_run_id", "image", "template_version", "datasets"} <= set(schema["properties"])
     assert "sha256" in schema["properties"]["datasets"]["items"]["properties"]
     assert "$defs" not in json.dumps(schema)
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=mutations(REPORT))
+def test_any_value_in_any_run_report_field_is_never_a_5xx(
+    runs_api: TestClient, keys: dict, body: Any
+) -> None:
+    response = post_run(runs_api, mint(keys["current"]), encoded(body))
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"code", "message", "request_id"}
+    job = admin(runs_api, f"/api/v1/jobs/{JOB_ID}")
+    assert job.status_code in (200, 404), job.text

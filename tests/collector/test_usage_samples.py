@@ -10,10 +10,12 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 
 from bridge.cli import main
 from bridge.collector.upload import Uploader
 from local.ports import free_port
+from tests.bridge.fuzz import encoded, mutations
 from tests.bridge.helpers import admin, post_event, usage
 from tests.bridge.payloads import CPU_RUNNER, GPU_RUNNER, lifecycle
 from tests.fixtures.bridge import ADMIN_TOKEN, BridgeProcess
@@ -268,3 +270,38 @@ def test_collect_names_missing_or_bad_configuration(tmp_path: Path) -> None:
     corrupt = CliRunner().invoke(main, ["collect"], env=env)
     assert corrupt.exit_code == 1
     assert corrupt.output.startswith(f"Error: {tmp_path / 'spool.json'} is not a spool")
+
+
+def test_samples_show_in_the_metrics(api: TestClient, collector: dict[str, str]) -> None:
+    posted = api.post(
+        "/api/v1/usage-samples",
+        json={"samples": [sample(BUILD, "1.5"), sample(SERVICE, "2")]},
+        headers=collector,
+    )
+    assert posted.status_code == 200
+    bad = {"samples": [sample(BUILD, "-1")]}
+    assert api.post("/api/v1/usage-samples", json=bad, headers=collector).status_code == 422
+    text = api.get("/metrics").text
+    assert 'bridge_usage_samples_total{result="accepted"} 2.0' in text
+    assert 'bridge_usage_samples_total{result="rejected"} 1.0' in text
+    assert "bridge_usage_containers_changed_total 2.0" in text
+
+
+VALID_BATCH = {"samples": [sample(BUILD, "1.5", "2", "0.5")]}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=mutations(VALID_BATCH))
+def test_any_value_in_any_sample_field_is_never_a_5xx(
+    api: TestClient, collector: dict[str, str], body: Any
+) -> None:
+    response = api.post("/api/v1/usage-samples", content=encoded(body), headers=collector)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"code", "message", "request_id"}
+    computed = admin(api, "/api/v1/usage?client=acme&period=2026-10")
+    assert computed.status_code in (200, 404), computed.text

@@ -1,0 +1,3 @@
+"""The bridge: usage ledger, run provenance and invoices for the platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Everything that knows GitLab's shapes: webhook payloads and API access."""

@@ -8,14 +8,19 @@
 # so concurrent facts about one job are serialised by Postgres. Facts arrive as a JSON
 # array, so a pipeline event with many jobs is still one statement.
 
-_FACT_COLUMNS = """
-    build_id bigint, status text, status_rank smallint, terminal boolean,
-    project_id bigint, project_path text, client text, pipeline_id bigint, name text,
-    stage text, ref text, sha text, created_at timestamptz, started_at timestamptz,
-    finished_at timestamptz, duration numeric, failure_reason text, runner_id bigint,
-    runner_description text, runner_type text, runner_tags text[], billable boolean,
-    billable_seconds numeric, runner_class text, period text
-"""
+# The fields of one fact as `ledger.fact_row` writes them, with their SQL types: declared
+# once, for the record definition below and for `fact_row` (a test holds them equal).
+FACT_FIELDS = (
+    ("build_id", "bigint"), ("status", "text"), ("status_rank", "smallint"),
+    ("terminal", "boolean"), ("project_id", "bigint"), ("project_path", "text"),
+    ("client", "text"), ("pipeline_id", "bigint"), ("name", "text"), ("stage", "text"),
+    ("ref", "text"), ("sha", "text"), ("created_at", "timestamptz"),
+    ("started_at", "timestamptz"), ("finished_at", "timestamptz"), ("duration", "numeric"),
+    ("failure_reason", "text"), ("runner_id", "bigint"), ("runner_description", "text"),
+    ("runner_type", "text"), ("runner_tags", "text[]"), ("billable", "boolean"),
+    ("billable_seconds", "numeric"), ("runner_class", "text"), ("period", "text"),
+)  # fmt: skip
+_FACT_COLUMNS = ", ".join(f"{name} {kind}" for name, kind in FACT_FIELDS)
 
 _UPSERT_FACTS = f"""
 applied AS (

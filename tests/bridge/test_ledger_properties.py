@@ -10,13 +10,15 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import invoices
 from bridge.billing import Rates
 from bridge.gitlab.webhooks import parse_event
-from bridge.ledger import Delivery, record_deliveries
+from bridge.ledger import Delivery, fact_row, record_deliveries
+from bridge.storage import queries
 from local.postgres import LocalPostgres
 from tests.bridge import reference
 from tests.bridge.payloads import (
@@ -145,3 +147,11 @@ def test_any_order_with_duplicates_bills_like_the_reference(
     for key, payload in stream:
         deliver(ledger, rates, key, payload)
     assert billed(ledger, rates) == reference.invoices(stream)
+
+
+def test_a_fact_row_has_exactly_the_fields_the_statement_reads() -> None:
+    """`fact_row` and the record definition of `jsonb_to_recordset` share one field list; a
+    field added to one and not the other would be silently dropped or always null."""
+    rates = Rates.model_validate(yaml.safe_load(RATES_YAML))
+    fact = parse_event(job_event(1, "success", runner=CPU_RUNNER, duration=3.0)).facts[0]
+    assert list(fact_row(fact, rates)) == [name for name, _ in queries.FACT_FIELDS]

@@ -197,6 +197,10 @@ def _provision(settings: Settings, created: ProjectCreated) -> None:
             exc,
         )
         return
+    except Exception:
+        # A worker thread: nobody else would see this error.
+        log.exception("new project %s: hook provisioning failed; run `bridge hooks sync`", path)
+        return
     log.info("new project %s: %s", path, result.describe())
 
 

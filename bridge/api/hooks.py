@@ -88,6 +88,9 @@ async def gitlab_hook(request: Request) -> Response:
     except DatabaseUnavailable:
         label = "unavailable"
         raise
+    except ApiError as exc:
+        label = "unavailable" if exc.status == 503 else "rejected"
+        raise
     finally:
         bridge.metrics.events.labels(label).inc()
         bridge.metrics.ingest_seconds.observe(perf_counter() - started)

@@ -27,6 +27,7 @@ from bridge.auth import (
 )
 from bridge.billing import Rates, RatesFileError, load_rates, validate_period
 from bridge.collector import service as collector_service
+from bridge.datasets import cli as datasets_cli
 from bridge.gitlab.api import GitLabApi, GitLabError
 from bridge.gitlab.normalize import facts_of
 from bridge.hooksync import Change, HookTarget, ProjectResult, sync_all
@@ -458,3 +459,7 @@ def collect(**overrides: Any) -> None:
     """Measure this runner host's job containers and post their usage to the bridge."""
     with _stop_on_signals() as stop:
         collector_service.run(_settings(**overrides), stop)
+
+
+# Datasets and analyses keep their commands beside their services.
+main.add_command(datasets_cli.datasets)

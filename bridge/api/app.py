@@ -14,6 +14,7 @@ from bridge import __version__
 from bridge.api import errors, health, hooks, reports, runs, usage_samples
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
+from bridge.datasets import routes as dataset_routes
 from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
 from bridge.settings import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     app.include_router(usage_samples.router)
     app.include_router(runs.router)
     app.include_router(health.router)
+    app.include_router(dataset_routes.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

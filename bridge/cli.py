@@ -16,6 +16,7 @@ import click
 
 from bridge import invoices, ledger, reports
 from bridge import reconcile as reconciliation
+from bridge.analyses import cli as analyses_cli
 from bridge.auth import (
     HostTaken,
     InvalidSlug,
@@ -463,3 +464,4 @@ def collect(**overrides: Any) -> None:
 
 # Datasets and analyses keep their commands beside their services.
 main.add_command(datasets_cli.datasets)
+main.add_command(analyses_cli.analyses)

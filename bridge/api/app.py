@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from bridge import __version__
+from bridge.analyses import routes as analysis_routes
 from bridge.api import errors, health, hooks, reports, runs, usage_samples
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(health.router)
     app.include_router(dataset_routes.router)
+    app.include_router(analysis_routes.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from bridge.cli import main
 from bridge.datasets.manifest import FileEntry, dataset_id, manifest_bytes
 from local.s3 import LocalS3
-from tests.datasets.conftest import bridge_cli, write_random
+from tests.fixtures.datasets import bridge_cli, write_random
 
 MB = 1024 * 1024
 

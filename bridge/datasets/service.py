@@ -27,7 +27,9 @@ GROUP = re.compile(
 )
 MAX_METADATA_BYTES = 64 * 1024
 MAX_PAGE = 1000
-_MATCHES = "AND metadata @? {}::jsonpath"
+# Each condition on a line of its own in the composed statement.
+_MATCHES = "\n  AND metadata @? {}::jsonpath"
+_EXCLUDES = "\n  AND NOT (metadata @? {}::jsonpath)"
 
 
 class InvalidDataset(ValueError):
@@ -180,11 +182,7 @@ def list_datasets(
     for number, condition in enumerate(filters.conditions):
         name = f"c{number}"
         params[name] = condition.jsonpath()
-        test = (
-            "AND NOT (metadata @? {}::jsonpath)"
-            if condition.negated
-            else "AND metadata @? {}::jsonpath"
-        )
+        test = _EXCLUDES if condition.negated else _MATCHES
         statement += sql.SQL(test).format(sql.Placeholder(name))
     statement += sql.SQL(queries.LIST_ORDER)
     with conn.cursor(row_factory=dict_row) as cur:

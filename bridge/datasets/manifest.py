@@ -19,6 +19,8 @@ from typing import Any
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILES = 100_000
 MAX_PATH = 1024
+# What the `dataset` template writes beside the files: the record and the manifest.
+RESERVED = ("datasets.json", "dataset.json")
 
 
 class InvalidManifest(ValueError):
@@ -42,8 +44,10 @@ def check_path(path: str) -> str:
     parts = path.split("/")
     if path.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise InvalidManifest(f"file path {path!r} must be relative, without '.', '..' or '//'")
-    if not path.isprintable() or path != path.strip() or path == "datasets.json":
+    if not path.isprintable() or path != path.strip():
         raise InvalidManifest(f"file path {path!r} has control characters or edge spaces")
+    if path in RESERVED:
+        raise InvalidManifest(f"file path {path!r} is where the `dataset` template writes")
     return path
 
 

@@ -18,6 +18,7 @@ from bridge.billing import Rates, load_rates
 from bridge.datasets import routes as dataset_routes
 from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
+from bridge.pages import routes as pages
 from bridge.settings import Settings
 from bridge.storage.database import Database
 
@@ -67,6 +68,8 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(dataset_routes.router)
     app.include_router(analysis_routes.router)
+    app.include_router(pages.router)
+    pages.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -6,8 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import psycopg
 from click.testing import CliRunner
 
+from bridge.auth import add_client
 from bridge.cli import main
 from bridge.datasets.manifest import FileEntry, dataset_id, manifest_bytes
 from local.s3 import LocalS3
@@ -145,3 +147,33 @@ def test_metadata_from_a_file_and_flags_keeps_json_types(
     }
     assert shown["group"] == "lab"
     assert shown["files"] == added["files"]
+
+
+def test_the_api_registers_a_manifest_of_stored_files_only(
+    app, datasets_env: dict[str, str], local_s3: LocalS3, bucket: str, db_url: str
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        lab = {"Authorization": f"Bearer {add_client(conn, 'lab')}"}
+    content = b"measured\n"
+    digest = hashlib.sha256(content).hexdigest()
+    body = {"group": "lab", "metadata": {"kind": "scan"},
+            "files": [{"path": "scan.csv", "size": len(content), "sha256": digest}]}  # fmt: skip
+
+    missing = app.post("/api/v1/datasets", json=body, headers=lab)
+    local_s3.client().put_object(Bucket=bucket, Key=f"sha256/{digest}", Body=content)
+    created = app.post("/api/v1/datasets", json=body, headers=lab)
+    again = app.post("/api/v1/datasets", json=body, headers=lab)
+    elsewhere = app.post("/api/v1/datasets", json={**body, "group": "other"}, headers=lab)
+
+    assert missing.status_code == 422
+    assert missing.json()["error"]["code"] == "files_not_stored"
+    assert "scan.csv" in missing.json()["error"]["message"]
+    assert created.status_code == 201
+    assert created.json()["created"] is True
+    assert created.json()["created_by"] == "client:lab"
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert again.json()["id"] == created.json()["id"]
+    assert elsewhere.status_code == 403
+    stored = local_s3.client().get_object(Bucket=bucket, Key=f"sha256/{created.json()['id']}")
+    assert hashlib.sha256(stored["Body"].read()).hexdigest() == created.json()["id"]

@@ -51,6 +51,9 @@ SETTINGS = (
             "(default: /var/lib/bridge-collector)."),
     Setting("collector_interval", "BRIDGE_COLLECTOR_INTERVAL",
             "Seconds between two samples of the job containers (default: 5)."),
+    Setting("datasets_bucket", "BRIDGE_DATASETS_BUCKET",
+            "S3 bucket of the dataset store (default: datasets); S3 itself comes from "
+            "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."),
 )  # fmt: skip
 
 
@@ -69,6 +72,7 @@ class Settings:
     collector_token: str | None = None
     collector_spool_dir: str = "/var/lib/bridge-collector"
     collector_interval: str = "5"
+    datasets_bucket: str = "datasets"
     # Bodies above this are refused (GitLab itself caps payloads at 25 MB).
     max_body_bytes: int = 25 * 1024 * 1024
 

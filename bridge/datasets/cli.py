@@ -96,7 +96,10 @@ def datasets() -> None:
 @click.option(
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-@click.option("--bucket", envvar="BRIDGE_DATASETS_BUCKET", default="datasets", show_envvar=True)
+@click.option(
+    "--bucket", envvar="BRIDGE_DATASETS_BUCKET", default="datasets", show_envvar=True,
+    help="S3 bucket of the dataset store.",
+)  # fmt: skip
 def add(
     paths: tuple[Path, ...],
     group: str,

@@ -18,11 +18,12 @@ from bridge.datasets.store import ContentStore, StoreError
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
 
-def content_store(request: Request) -> ContentStore:
+def content_store(request: Request, bridge: BridgeDep) -> ContentStore:
     """One S3 client per app, made on first use from the standard AWS_* variables."""
     store = getattr(request.app.state, "content_store", None)
     if store is None:
-        store = request.app.state.content_store = ContentStore.from_env()
+        store = ContentStore.from_env(bridge.settings.datasets_bucket)
+        request.app.state.content_store = store
     return store
 
 
@@ -102,7 +103,7 @@ def register_dataset(
     except (InvalidManifest, service.InvalidDataset) as exc:
         raise ApiError(422, "invalid_dataset", str(exc)) from None
     caller.require_client(service.client_of_group(bridge.rates, group))
-    store = content_store(request)
+    store = content_store(request, bridge)
     try:
         missing = [
             f for f in {f.sha256: f for f in files}.values() if store.size_of(f.sha256) != f.size

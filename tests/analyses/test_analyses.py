@@ -18,7 +18,7 @@ from bridge.cli import main
 from bridge.settings import Settings
 from tests.bridge.gitlab_fake import TOKEN, GitLabFake
 from tests.bridge.helpers import post_event
-from tests.bridge.payloads import CPU_RUNNER, job_event
+from tests.bridge.payloads import CPU_RUNNER, job_event, pipeline_build, pipeline_event
 from tests.bridge.test_provenance import REPORT, jwks, keys, mint, post_run  # noqa: F401
 from tests.fixtures.datasets import bridge_cli
 
@@ -240,3 +240,27 @@ def test_the_cli_submits_once_and_prints_the_documented_json(
     bad = CliRunner().invoke(main, [*args[:4], "--analysis", "no-project"], env=env)
     assert bad.exit_code == 1
     assert "must be GROUP/PROJECT@REF" in bad.output
+
+
+def test_a_pipeline_hook_alone_moves_the_status_to_canceled(
+    bridge: TestClient, dataset: str, db_url: str
+) -> None:
+    lab = _token(db_url, "lab")
+    submitted = _submit(bridge, lab, {"dataset": dataset, "analysis": f"{PROJECT}@main"}).json()
+    started = START + timedelta(seconds=2)
+    builds = [
+        pipeline_build(21, "success", runner=CPU_RUNNER, started=started,
+                       finished=started + timedelta(seconds=30), duration=30.0),
+        pipeline_build(22, "canceled", runner=CPU_RUNNER, started=started,
+                       finished=started + timedelta(seconds=5), duration=5.0, name="report"),
+    ]  # fmt: skip
+    event = pipeline_event(
+        submitted["pipeline_id"], builds, project=PROJECT, project_id=101, status="canceled"
+    )
+
+    assert post_event(bridge, event).status_code == 200
+    shown = _status(bridge, lab, submitted["id"])
+
+    assert shown["status"] == "canceled"
+    assert [job["status"] for job in shown["jobs"]] == ["success", "canceled"]
+    assert shown["finished_at"] == (started + timedelta(seconds=30)).isoformat()

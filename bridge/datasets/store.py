@@ -119,6 +119,10 @@ class ContentStore:
                 self._put_multipart(path, digest, progress)
         except self._errors() as exc:
             raise StoreError(f"{path}: upload to {self.uri(digest)} failed: {exc}") from None
+        except StoreError:
+            # What the store holds under the digest is not proven: never let it count as stored.
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))
+            raise
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))

@@ -38,7 +38,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "==> Python environment in $(VENV) (first run takes about 3 minutes)"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e ./local 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e ./local -e ./bridge/client 2>&1 | grep -v 'is ignored: it is neither' || true
 	@$(VENV)/bin/pip check >/dev/null
 	@touch $@
 

@@ -16,6 +16,7 @@ import click
 
 from bridge import invoices, ledger, reports
 from bridge import reconcile as reconciliation
+from bridge.analyses import cli as analyses_cli
 from bridge.auth import (
     HostTaken,
     InvalidSlug,
@@ -27,6 +28,7 @@ from bridge.auth import (
 )
 from bridge.billing import Rates, RatesFileError, canonical_client, load_rates, validate_period
 from bridge.collector import service as collector_service
+from bridge.datasets import cli as datasets_cli
 from bridge.gitlab.api import GitLabApi, GitLabError
 from bridge.gitlab.normalize import facts_of
 from bridge.hooksync import Change, HookTarget, ProjectResult, sync_all
@@ -472,3 +474,8 @@ def collect(**overrides: Any) -> None:
     """Measure this runner host's job containers and post their usage to the bridge."""
     with _stop_on_signals() as stop:
         collector_service.run(_settings(**overrides), stop)
+
+
+# Datasets and analyses keep their commands beside their services.
+main.add_command(datasets_cli.datasets)
+main.add_command(analyses_cli.analyses)

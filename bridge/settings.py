@@ -64,6 +64,12 @@ SETTINGS = (
     Setting("reconcile_relist_ids", "BRIDGE_RECONCILE_RELIST_IDS",
             "Each sweep lists again the job ids this far below a project's watermark, for "
             "jobs that committed late (default: 1000)."),
+    Setting("datasets_bucket", "BRIDGE_DATASETS_BUCKET",
+            "S3 bucket of the dataset store (default: datasets); S3 itself comes from "
+            "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."),
+    Setting("max_manifest_bytes", "BRIDGE_MAX_MANIFEST_BYTES",
+            "Largest POST /api/v1/datasets body (a dataset's manifest), in bytes "
+            "(default: 16777216)."),
 )  # fmt: skip
 
 
@@ -106,6 +112,8 @@ class Settings:
     max_other_bytes: int = 64 * 1024
     ingest_timeout: float = 5.0
     reconcile_relist_ids: int = 1000
+    max_manifest_bytes: int = 16 * 1024 * 1024
+    datasets_bucket: str = "datasets"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:

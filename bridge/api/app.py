@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from bridge import __version__
+from bridge.analyses import routes as analysis_routes
 from bridge.api import errors, health, hooks, reports, runs, usage_samples
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
+from bridge.datasets import routes as dataset_routes
 from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
+from bridge.pages import routes as pages
 from bridge.settings import Settings
 from bridge.storage.database import Database
 
@@ -62,13 +65,24 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
         hooks.PATH: settings.max_webhook_bytes,
         runs.PATH: settings.max_run_bytes,
         usage_samples.PATH: settings.max_samples_bytes,
+        dataset_routes.PATH: settings.max_manifest_bytes,
     }
     app.add_middleware(errors.BodyLimit, limits=body_limits, default=settings.max_other_bytes)
     # Added last, so it wraps everything else: no exception escapes without the envelope.
     app.add_middleware(errors.ErrorBoundary)
     for router in ROUTERS:
         app.include_router(router)
+    pages.install(app)
     return app
 
 
-ROUTERS = (hooks.router, reports.router, usage_samples.router, runs.router, health.router)
+ROUTERS = (
+    hooks.router,
+    reports.router,
+    usage_samples.router,
+    runs.router,
+    health.router,
+    dataset_routes.router,
+    analysis_routes.router,
+    pages.router,
+)

@@ -1,6 +1,28 @@
 -- The schema the migrations build, as pg_dump shows it (comments and settings removed).
 -- Generated, not edited: tests/bridge/test_schema.py checks it and says how to refresh it.
 
+CREATE TABLE public.analyses (
+    id bigint NOT NULL,
+    request_key text NOT NULL,
+    dataset_id text NOT NULL,
+    project_path text NOT NULL,
+    ref text NOT NULL,
+    variables jsonb NOT NULL,
+    client text NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    instance text NOT NULL,
+    project_id bigint NOT NULL,
+    pipeline_id bigint NOT NULL,
+    pipeline_url text
+);
+CREATE SEQUENCE public.analyses_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+ALTER SEQUENCE public.analyses_id_seq OWNED BY public.analyses.id;
 CREATE TABLE public.clients (
     slug text NOT NULL,
     token_hash text NOT NULL,
@@ -30,6 +52,20 @@ CREATE SEQUENCE public.conflicts_id_seq
     NO MAXVALUE
     CACHE 1;
 ALTER SEQUENCE public.conflicts_id_seq OWNED BY public.conflicts.id;
+CREATE TABLE public.datasets (
+    id text NOT NULL,
+    group_path text NOT NULL,
+    client text NOT NULL,
+    metadata jsonb NOT NULL,
+    files jsonb NOT NULL,
+    file_count integer NOT NULL,
+    total_bytes bigint NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT datasets_files_check CHECK ((jsonb_typeof(files) = 'array'::text)),
+    CONSTRAINT datasets_id_check CHECK ((id ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT datasets_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text))
+);
 CREATE TABLE public.invoice_jobs (
     instance text NOT NULL,
     build_id bigint NOT NULL,
@@ -200,10 +236,13 @@ CREATE TABLE public.usage_measurements (
     CONSTRAINT usage_measurements_gpu_seconds_check CHECK ((gpu_seconds >= (0)::numeric)),
     CONSTRAINT usage_measurements_memory_gib_seconds_check CHECK ((memory_gib_seconds >= (0)::numeric))
 );
+ALTER TABLE ONLY public.analyses ALTER COLUMN id SET DEFAULT nextval('public.analyses_id_seq'::regclass);
 ALTER TABLE ONLY public.conflicts ALTER COLUMN id SET DEFAULT nextval('public.conflicts_id_seq'::regclass);
 ALTER TABLE ONLY public.raw_events ALTER COLUMN id SET DEFAULT nextval('public.raw_events_id_seq'::regclass);
 ALTER TABLE ONLY public.reconcile_sweeps ALTER COLUMN id SET DEFAULT nextval('public.reconcile_sweeps_id_seq'::regclass);
 ALTER TABLE ONLY public.runs ALTER COLUMN id SET DEFAULT nextval('public.runs_id_seq'::regclass);
+ALTER TABLE ONLY public.analyses
+    ADD CONSTRAINT analyses_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.clients
     ADD CONSTRAINT clients_pkey PRIMARY KEY (slug);
 ALTER TABLE ONLY public.clients
@@ -216,6 +255,8 @@ ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_instance_build_id_fingerprint_key UNIQUE (instance, build_id, fingerprint);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.datasets
+    ADD CONSTRAINT datasets_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_pkey PRIMARY KEY (instance, build_id);
 ALTER TABLE ONLY public.invoice_usage
@@ -244,11 +285,22 @@ ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 ALTER TABLE ONLY public.usage_measurements
     ADD CONSTRAINT usage_measurements_pkey PRIMARY KEY (instance, build_id, host, container_id);
+CREATE INDEX analyses_client ON public.analyses USING btree (client, id DESC);
+CREATE INDEX analyses_dataset ON public.analyses USING btree (dataset_id, id DESC);
+CREATE UNIQUE INDEX analyses_pipeline ON public.analyses USING btree (instance, pipeline_id);
+CREATE INDEX analyses_request ON public.analyses USING btree (request_key, id DESC);
+CREATE INDEX datasets_client_newest ON public.datasets USING btree (client, created_at DESC, id DESC);
+CREATE INDEX datasets_metadata ON public.datasets USING gin (metadata);
+CREATE INDEX datasets_newest ON public.datasets USING btree (created_at DESC, id DESC);
 CREATE INDEX jobs_invoice ON public.jobs USING btree (client, period, runner_class) INCLUDE (billable_seconds, instance, build_id) WHERE billable;
+CREATE INDEX jobs_pipeline ON public.jobs USING btree (instance, pipeline_id);
 CREATE INDEX jobs_project ON public.jobs USING btree (project_path);
 CREATE UNIQUE INDEX raw_events_idempotency_key ON public.raw_events USING btree (idempotency_key) WHERE (idempotency_key IS NOT NULL);
 CREATE INDEX reconcile_open_jobs_project ON public.reconcile_open_jobs USING btree (instance, project_id);
 CREATE INDEX reconcile_sweeps_completed ON public.reconcile_sweeps USING btree (started_at) WHERE (status = 'completed'::text);
+CREATE INDEX runs_pipeline ON public.runs USING btree (instance, pipeline_id);
+ALTER TABLE ONLY public.analyses
+    ADD CONSTRAINT analyses_dataset_id_fkey FOREIGN KEY (dataset_id) REFERENCES public.datasets(id);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.raw_events(id);
 ALTER TABLE ONLY public.conflicts

@@ -371,6 +371,8 @@ class GitLabFake:
         self._hook_ids = itertools.count(1001)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.pipelines: dict[int, dict[str, Any]] = {}  # see "Pipelines" below
+        self.refs: dict[int, set[str]] = {}
 
     # --- the world ------------------------------------------------------------------------
 
@@ -497,6 +499,8 @@ class GitLabFake:
     ) -> tuple[int, Any, dict[str, str]]:
         base = self.url
         route = path.removeprefix("/api/v4")
+        if method == "POST" and (match := re.fullmatch(r"/projects/([^/]+)/pipeline", route)):
+            return self._create_pipeline(match[1], body)
         if method == "GET" and route == "/projects":
             return self._list_projects(query)
         if match := re.fullmatch(r"/projects/(\d+)/jobs", route):
@@ -652,6 +656,65 @@ class GitLabFake:
         merged = {**params, **{k: [v] for k, v in extra.items()}}
         pairs = [(k, v) for k in sorted(merged) for v in merged[k]]
         return f"{self.url}/api/v4{route}?{urlencode(pairs)}"
+
+    # --- Pipelines: POST /projects/:id/pipeline (used by the datasets' analyses) ----------
+    # GitLab's "Create a new pipeline" (doc/api/pipelines.md): `:id` is a project id or its
+    # URL-encoded path; body `ref` (required), `variables` as [{key, value, variable_type}]
+    # with variable_type `env_var` (default) or `file`; 201 with the Pipeline entity, status
+    # `created`, source `api`; an unknown ref is 400 {"message": {"base": ["Reference not
+    # found"]}}, an unknown project 404. A project knows the ref `main` unless given others.
+
+    def add_ref(self, project: Project, ref: str) -> None:
+        self.refs.setdefault(project.id, {"main"}).add(ref)
+
+    def _project_by_id_or_path(self, given: str) -> Project:
+        from urllib.parse import unquote
+
+        wanted = unquote(given)
+        for project in self.projects.values():
+            if str(project.id) == wanted or project.path.lower() == wanted.lower():
+                return project
+        raise _Error(404, {"message": "404 Project Not Found"})
+
+    def _create_pipeline(self, given: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        project = self._project_by_id_or_path(given)
+        ref = body.get("ref")
+        if not isinstance(ref, str) or not ref:
+            raise _Error(400, {"error": "ref is missing"})
+        variables = body.get("variables", [])
+        for number, variable in enumerate(variables):
+            if not isinstance(variable, dict) or "key" not in variable or "value" not in variable:
+                raise _Error(400, {"error": f"variables[{number}][key] is missing"})
+            if variable.get("variable_type", "env_var") not in ("env_var", "file"):
+                raise _Error(400, {"error": f"variables[{number}][variable_type] is invalid"})
+        if ref not in self.refs.get(project.id, {"main"}):
+            raise _Error(400, {"message": {"base": ["Reference not found"]}})
+        pipeline_id = 5000 + len(self.pipelines) + 1
+        now = stamp(datetime.now(UTC))
+        pipeline = {
+            "id": pipeline_id,
+            "iid": sum(1 for p in self.pipelines.values() if p["project_id"] == project.id) + 1,
+            "project_id": project.id,
+            "sha": f"{pipeline_id:040x}",
+            "ref": ref,
+            "status": "created",
+            "source": "api",
+            "before_sha": "0" * 40,
+            "tag": False,
+            "yaml_errors": None,
+            "user": {"id": 1, "username": "root", "name": "Administrator", "state": "active"},
+            "created_at": now,
+            "updated_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "committed_at": None,
+            "duration": None,
+            "queued_duration": None,
+            "coverage": None,
+            "web_url": f"{self.url}/{project.path}/-/pipelines/{pipeline_id}",
+        }
+        self.pipelines[pipeline_id] = {**pipeline, "variables": variables}
+        return 201, pipeline, {}
 
 
 class _Error(Exception):

@@ -1,0 +1,1 @@
+"""Datasets by content: manifests of sha256-addressed files in S3, metadata in Postgres."""

@@ -1,0 +1,3 @@
+"""Named SQL of the pages."""
+
+CLIENTS = "SELECT slug FROM clients ORDER BY slug"

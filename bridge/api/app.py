@@ -14,6 +14,7 @@ from bridge import __version__
 from bridge.api import errors, health, hooks, reports, runs, usage_samples
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
+from bridge.hpc import routes as hpc_routes
 from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
 from bridge.settings import Settings
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(usage_samples.router)
     app.include_router(runs.router)
+    app.include_router(hpc_routes.router)
     app.include_router(health.router)
 
     def openapi() -> dict[str, Any]:

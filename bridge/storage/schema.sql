@@ -29,6 +29,37 @@ CREATE SEQUENCE public.conflicts_id_seq
     NO MAXVALUE
     CACHE 1;
 ALTER SEQUENCE public.conflicts_id_seq OWNED BY public.conflicts.id;
+CREATE TABLE public.hpc_usage (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    project_path text NOT NULL,
+    client text NOT NULL,
+    pipeline_id bigint NOT NULL,
+    period text NOT NULL,
+    cluster text NOT NULL,
+    slurm_job_id text NOT NULL,
+    state text NOT NULL,
+    exit_code integer NOT NULL,
+    elapsed_seconds bigint NOT NULL,
+    alloc_cpus integer NOT NULL,
+    alloc_gpus integer NOT NULL,
+    alloc_memory_mb bigint NOT NULL,
+    partition text NOT NULL,
+    mlflow_run_id text,
+    claims jsonb NOT NULL,
+    fingerprint text NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT hpc_usage_alloc_cpus_check CHECK ((alloc_cpus >= 0)),
+    CONSTRAINT hpc_usage_alloc_gpus_check CHECK ((alloc_gpus >= 0)),
+    CONSTRAINT hpc_usage_alloc_memory_mb_check CHECK ((alloc_memory_mb >= 0)),
+    CONSTRAINT hpc_usage_elapsed_seconds_check CHECK ((elapsed_seconds >= 0))
+);
+CREATE TABLE public.invoice_hpc (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    client text NOT NULL,
+    period text NOT NULL
+);
 CREATE TABLE public.invoice_jobs (
     instance text NOT NULL,
     build_id bigint NOT NULL,
@@ -205,6 +236,10 @@ ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_instance_build_id_fingerprint_key UNIQUE (instance, build_id, fingerprint);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.hpc_usage
+    ADD CONSTRAINT hpc_usage_pkey PRIMARY KEY (instance, build_id);
+ALTER TABLE ONLY public.invoice_hpc
+    ADD CONSTRAINT invoice_hpc_pkey PRIMARY KEY (instance, build_id);
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_pkey PRIMARY KEY (instance, build_id);
 ALTER TABLE ONLY public.invoice_usage
@@ -231,6 +266,7 @@ ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 ALTER TABLE ONLY public.usage_measurements
     ADD CONSTRAINT usage_measurements_pkey PRIMARY KEY (instance, build_id, host, container_id);
+CREATE INDEX hpc_usage_client_period ON public.hpc_usage USING btree (client, period);
 CREATE INDEX jobs_invoice ON public.jobs USING btree (client, period, runner_class) INCLUDE (billable_seconds, instance, build_id) WHERE billable;
 CREATE INDEX jobs_project ON public.jobs USING btree (project_path);
 CREATE UNIQUE INDEX raw_events_idempotency_key ON public.raw_events USING btree (idempotency_key) WHERE (idempotency_key IS NOT NULL);
@@ -240,6 +276,8 @@ ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.raw_events(id);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_instance_build_id_fkey FOREIGN KEY (instance, build_id) REFERENCES public.jobs(instance, build_id) ON DELETE CASCADE;
+ALTER TABLE ONLY public.invoice_hpc
+    ADD CONSTRAINT invoice_hpc_client_period_fkey FOREIGN KEY (client, period) REFERENCES public.invoices(client, period);
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_client_period_fkey FOREIGN KEY (client, period) REFERENCES public.invoices(client, period);
 ALTER TABLE ONLY public.invoice_usage

@@ -182,7 +182,6 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         return parse_scontrol(done.stdout)
 
     def cancel_all(self) -> None:
-        self.run("scancel", "--full", "--state=PENDING", check=False)
         for job_id in self.queue():
             self.run("scancel", job_id, check=False)
 

@@ -104,7 +104,7 @@ class LocalSshd:
 Port {self.port}
 ListenAddress 127.0.0.1
 HostKey {self.host_key}
-PidFile {self.base_dir / "sshd.pid"}
+PidFile none
 AuthorizedKeysFile .ssh/authorized_keys
 PubkeyAuthentication yes
 PasswordAuthentication no

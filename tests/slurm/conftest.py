@@ -15,6 +15,7 @@ import pytest
 
 from local.slurm import LocalSlurm
 from local.sshd import LocalSshd, TestUser, keygen
+from tests.bridge.test_provenance import jwks, keys, run_settings, runs_api  # noqa: F401 - fixtures
 
 
 @dataclass

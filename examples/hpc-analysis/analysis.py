@@ -42,7 +42,10 @@ with open("mlflow.json", "w") as f:
     json.dump(
         {
             "params": {"strains": len(summary), "fastest_strain": fastest},
-            "metrics": {f"mean_growth_{s.replace('-', '_')}": v["mean"] for s, v in summary.items()},
+            "metrics": {
+                f"mean_growth_{strain.replace('-', '_')}": stats["mean"]
+                for strain, stats in summary.items()
+            },
         },
         f,
     )

@@ -116,6 +116,17 @@ def test_example_runs_on_the_cluster_and_is_tracked_and_billed(ci_project, empty
     assert accounted["UserId"].startswith(cluster.user.name + "(")
     assert f"pipeline {run.pipeline_id} job {job.job_id}" in accounted["Comment"]
     assert accounted["JobName"].endswith(f"-{job.job_id}")
+    # The rendered batch script: directives from the inputs, no secret in it or in the log.
+    (script,) = cluster.user.home.glob(f"ci/*/jobs/{job.job_id}/job.sbatch")
+    batch = script.read_text()
+    for directive in ("--cpus-per-task=2", "--mem=256M", "--time=00:10:00", "--ntasks=1"):
+        assert f"#SBATCH {directive}\n" in batch
+    assert f'--comment="gitlab project {project.path} pipeline {run.pipeline_id}' in batch
+    key_lines = cluster.key.read_text().splitlines()[1:-1]
+    encoded = cluster.variables()["SLURM_SSH_PRIVATE_KEY"]
+    for text in (batch, log):
+        assert encoded[:40] not in text
+        assert not any(line in text for line in key_lines)
     # MLflow: the command's params and metrics, the accounting, the results as artifacts.
     mlflow = mlflow_run(
         project.mlflow,

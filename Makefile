@@ -7,7 +7,7 @@ MAKEFLAGS += --no-print-directory
 VENV := .venv
 PY := $(VENV)/bin/python
 # System packages the tests, the demo and the linters need (Debian 12 / Ubuntu 24.04 names).
-APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl
+APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl slurm-wlm munge openssh-server openssh-client
 # 4.74+ needs Node >= 22; Debian 12 ships Node 20.
 GITLAB_CI_LOCAL_VERSION := 4.73.0
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CENT = Decimal("0.01")
 SECONDS_PER_MINUTE = Decimal(60)
+SECONDS_PER_HOUR = Decimal(3600)
 # GitLab statuses after which a job never runs again. `skipped` never ran and is not billed.
 BILLABLE_TERMINAL_STATUSES = frozenset({"success", "failed", "canceled"})
 
@@ -53,12 +54,25 @@ class RunnerClass(BaseModel):
         return set(self.match_tags).issubset(runner_tags)
 
 
+class HpcPrices(BaseModel):
+    """Prices of cluster time that Slurm accounted (`hpc` invoice lines): CPU-hours are
+    elapsed x allocated CPUs, GPU-hours elapsed x allocated GPUs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_cpu_hour: Decimal = Field(ge=0)
+    per_gpu_hour: Decimal = Field(default=Decimal(0), ge=0)
+
+    _strings = field_validator("per_cpu_hour", "per_gpu_hour", mode="before")(_decimal_string)
+
+
 class Rates(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     classes: tuple[RunnerClass, ...] = Field(min_length=1)
     clients: Mapping[str, str] = Field(default_factory=dict)
+    hpc: HpcPrices | None = None
 
     @field_validator("clients")
     @classmethod
@@ -176,6 +190,12 @@ def line_amount(seconds: Decimal, per_minute: Decimal) -> tuple[Decimal, Decimal
 def resource_amount(quantity: Decimal, per_unit: Decimal) -> tuple[Decimal, Decimal]:
     """(exact, rounded) amount of a measured-usage line: quantity * price, half-up to cents."""
     exact = quantity * per_unit
+    return exact, exact.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def hourly_amount(seconds: Decimal, per_hour: Decimal) -> tuple[Decimal, Decimal]:
+    """(exact, rounded) amount of `seconds` of a resource priced per hour, half-up to cents."""
+    exact = seconds * per_hour / SECONDS_PER_HOUR
     return exact, exact.quantize(CENT, rounding=ROUND_HALF_UP)
 
 

@@ -24,6 +24,7 @@ from psycopg.types.json import Json, Jsonb
 
 from bridge import usage as measured
 from bridge.billing import Rates, line_amount, next_period
+from bridge.hpc import usage as hpc
 from bridge.storage import queries
 
 
@@ -110,6 +111,7 @@ def _compute(
             lines.append(line)
     lines.extend(_unpriced_lines(usage, period))
     lines.extend(measured.resource_lines(conn, rates, client, period, periods))
+    lines.extend(hpc.lines(conn, rates, client, period, periods))
 
     conflicts = [
         {
@@ -202,6 +204,7 @@ def finalize(
                 {"client": client, "period": period, "periods": periods},
             )
             measured.freeze(conn, client, period, periods)
+            hpc.freeze(conn, client, period, periods)
             return Finalized(frozen, already=False)
     except UniqueViolation:
         # Someone finalized the same invoice at the same moment: theirs is the invoice.

@@ -14,6 +14,7 @@ from bridge.api import errors, health, hooks, reports, runs, usage_samples
 from bridge.api.deps import Bridge
 from bridge.billing import Rates, load_rates
 from bridge.datasets import routes as dataset_routes
+from bridge.hpc import routes as hpc_routes
 from bridge.ingest import IngestQueue
 from bridge.metrics import Metrics
 from bridge.pages import routes as pages
@@ -81,6 +82,7 @@ ROUTERS = (
     reports.router,
     usage_samples.router,
     runs.router,
+    hpc_routes.router,
     health.router,
     dataset_routes.router,
     analysis_routes.router,

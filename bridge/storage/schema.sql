@@ -66,6 +66,37 @@ CREATE TABLE public.datasets (
     CONSTRAINT datasets_id_check CHECK ((id ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT datasets_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text))
 );
+CREATE TABLE public.hpc_usage (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    project_path text NOT NULL,
+    client text NOT NULL,
+    pipeline_id bigint NOT NULL,
+    period text NOT NULL,
+    cluster text NOT NULL,
+    slurm_job_id text NOT NULL,
+    state text NOT NULL,
+    exit_code integer NOT NULL,
+    elapsed_seconds bigint NOT NULL,
+    alloc_cpus integer NOT NULL,
+    alloc_gpus integer NOT NULL,
+    alloc_memory_mb bigint NOT NULL,
+    partition text NOT NULL,
+    mlflow_run_id text,
+    claims jsonb NOT NULL,
+    fingerprint text NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT hpc_usage_alloc_cpus_check CHECK ((alloc_cpus >= 0)),
+    CONSTRAINT hpc_usage_alloc_gpus_check CHECK ((alloc_gpus >= 0)),
+    CONSTRAINT hpc_usage_alloc_memory_mb_check CHECK ((alloc_memory_mb >= 0)),
+    CONSTRAINT hpc_usage_elapsed_seconds_check CHECK ((elapsed_seconds >= 0))
+);
+CREATE TABLE public.invoice_hpc (
+    instance text NOT NULL,
+    build_id bigint NOT NULL,
+    client text NOT NULL,
+    period text NOT NULL
+);
 CREATE TABLE public.invoice_jobs (
     instance text NOT NULL,
     build_id bigint NOT NULL,
@@ -257,6 +288,10 @@ ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.datasets
     ADD CONSTRAINT datasets_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.hpc_usage
+    ADD CONSTRAINT hpc_usage_pkey PRIMARY KEY (instance, build_id);
+ALTER TABLE ONLY public.invoice_hpc
+    ADD CONSTRAINT invoice_hpc_pkey PRIMARY KEY (instance, build_id);
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_pkey PRIMARY KEY (instance, build_id);
 ALTER TABLE ONLY public.invoice_usage
@@ -292,6 +327,7 @@ CREATE INDEX analyses_request ON public.analyses USING btree (request_key, id DE
 CREATE INDEX datasets_client_newest ON public.datasets USING btree (client, created_at DESC, id DESC);
 CREATE INDEX datasets_metadata ON public.datasets USING gin (metadata);
 CREATE INDEX datasets_newest ON public.datasets USING btree (created_at DESC, id DESC);
+CREATE INDEX hpc_usage_client_period ON public.hpc_usage USING btree (client, period);
 CREATE INDEX jobs_invoice ON public.jobs USING btree (client, period, runner_class) INCLUDE (billable_seconds, instance, build_id) WHERE billable;
 CREATE INDEX jobs_pipeline ON public.jobs USING btree (instance, pipeline_id);
 CREATE INDEX jobs_project ON public.jobs USING btree (project_path);
@@ -305,6 +341,8 @@ ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.raw_events(id);
 ALTER TABLE ONLY public.conflicts
     ADD CONSTRAINT conflicts_instance_build_id_fkey FOREIGN KEY (instance, build_id) REFERENCES public.jobs(instance, build_id) ON DELETE CASCADE;
+ALTER TABLE ONLY public.invoice_hpc
+    ADD CONSTRAINT invoice_hpc_client_period_fkey FOREIGN KEY (client, period) REFERENCES public.invoices(client, period);
 ALTER TABLE ONLY public.invoice_jobs
     ADD CONSTRAINT invoice_jobs_client_period_fkey FOREIGN KEY (client, period) REFERENCES public.invoices(client, period);
 ALTER TABLE ONLY public.invoice_usage

@@ -11,6 +11,13 @@ from tests.templates.gitlab_inputs import input_errors, spec_inputs
 
 TEMPLATES = REPO / "pipeline-templates" / "templates"
 GOOD_TRAIN = {"image": IMAGE, "command": "python train.py"}
+GOOD_SLURM = {
+    "image": IMAGE,
+    "login_host": "login.hpc.example",
+    "login_user": "alice",
+    "remote_root": "/scratch/alice/ci",
+    "command": "python3 analysis.py",
+}
 
 
 @pytest.mark.parametrize(
@@ -38,6 +45,15 @@ GOOD_TRAIN = {"image": IMAGE, "command": "python train.py"}
         ),
         ("dataset", {"image": IMAGE, "store": "https://bucket"}, "store", "does not match"),
         ("build-environment", {"environment": "../etc"}, "environment", "does not match"),
+        ("slurm-job", {**GOOD_SLURM, "time_limit": "1 hour"}, "time_limit", "does not match"),
+        ("slurm-job", {**GOOD_SLURM, "cpus": "two"}, "cpus", "provided value is not a number"),
+        ("slurm-job", {**GOOD_SLURM, "remote_root": "scratch"}, "remote_root", "does not match"),
+        (
+            "slurm-job",
+            {k: v for k, v in GOOD_SLURM.items() if k != "login_host"},
+            "login_host",
+            "required value has not been provided",
+        ),
     ],
 )
 def test_bad_inputs_stop_the_pipeline_before_any_job(

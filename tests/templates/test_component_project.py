@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from local import gcl
 from local.issuer import gitlab_claims
-from tests.fixtures.local_platform import IMAGE, TEMPLATE_VERSION, TEMPLATES, TEST_CLIENT
+from tests.fixtures.local_platform import IMAGE, REPO, TEMPLATE_VERSION, TEMPLATES, TEST_CLIENT
 from tests.templates.test_build_environment import STAND_IN
 
 PROJECT_PATH = f"{TEST_CLIENT}/pipeline-templates"
@@ -128,3 +129,14 @@ def test_a_tag_pipeline_tests_every_component_and_releases(
         "sha": sha,
         "reference": sha,
     }
+
+
+def test_the_deploy_makes_the_project_a_catalog_resource_before_it_tags() -> None:
+    """GitLab turns a release into a catalog version only for a catalog resource: the deploy
+    must set that before the tag push whose pipeline releases."""
+    tasks_file = REPO / "ansible" / "roles" / "gitlab" / "tasks" / "publish_templates.yml"
+    publish = next(t for t in yaml.safe_load(tasks_file.read_text()) if "block" in t)
+    names = [task["name"] for task in publish["block"]]
+    catalog = next(i for i, t in enumerate(publish["block"]) if "catalogResourcesCreate" in str(t))
+    tag = names.index("Tag the version")
+    assert catalog < tag, names

@@ -79,7 +79,7 @@ lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
 	$(VENV)/bin/yamllint -c ansible/.yamllint ansible
 	shellcheck ansible/roles/runner_host/files/runner-disk-cleanup
 	$(VENV)/bin/hadolint bridge/Dockerfile
-	$(VENV)/bin/hadolint environments/*/Dockerfile
+	$(VENV)/bin/hadolint environments/*/Dockerfile pipeline-templates/tests/environment/Dockerfile
 	shellcheck environments/*/*.sh
 	$(VENV)/bin/yamllint -c pipeline-templates/.yamllint.yml pipeline-templates examples
 

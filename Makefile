@@ -7,9 +7,12 @@ MAKEFLAGS += --no-print-directory
 VENV := .venv
 PY := $(VENV)/bin/python
 # System packages the tests, the demo and the linters need (Debian 12 / Ubuntu 24.04 names).
-APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl slurm-wlm munge openssh-server openssh-client
+APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl docker-registry skopeo slurm-wlm munge openssh-server openssh-client
 # 4.74+ needs Node >= 22; Debian 12 ships Node 20.
 GITLAB_CI_LOCAL_VERSION := 4.73.0
+# The installer of both Python environments (from PyPI, bootstrapped into .venv with pip).
+UV_VERSION := 0.9.5
+UV := $(VENV)/bin/uv
 
 .PHONY: help setup system-packages lock test lint bench
 .PHONY: demo demo-stop
@@ -35,14 +38,26 @@ system-packages:
 	  fi; \
 	fi
 
-$(VENV)/.installed: pyproject.toml constraints.txt
-	@echo "==> Python environment in $(VENV) (first run takes about 3 minutes)"
+$(UV):
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e ./local -e ./bridge/client 2>&1 | grep -v 'is ignored: it is neither' || true
-	@$(VENV)/bin/pip check >/dev/null
+	@$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v 'is ignored: it is neither' || true
+	@test -x $@
+
+# Everything (tests, linters, provisioning); it includes what the demo needs.
+$(VENV)/.installed: pyproject.toml constraints.txt local/pyproject.toml bridge/client/pyproject.toml | $(UV)
+	@echo "==> Python environment in $(VENV) (uv, with constraints.txt)"
+	@VIRTUAL_ENV=$(VENV) $(UV) pip install -q -c constraints.txt -e '.[dev]' -e ./local -e ./bridge/client
+	@VIRTUAL_ENV=$(VENV) $(UV) pip check -q
+	@touch $@ $(VENV)/.installed-demo
+
+# Only what `make demo` needs: a first demo does not wait for linters and test tools.
+$(VENV)/.installed-demo: pyproject.toml constraints.txt local/pyproject.toml | $(UV)
+	@echo "==> Python environment for the demo in $(VENV) (uv, with constraints.txt)"
+	@VIRTUAL_ENV=$(VENV) $(UV) pip install -q -c constraints.txt -e '.[demo]' -e ./local
 	@touch $@
 
-$(VENV)/bin/gitlab-ci-local: | $(VENV)/.installed
+$(VENV)/bin/gitlab-ci-local: | $(UV)
 	@echo "==> gitlab-ci-local $(GITLAB_CI_LOCAL_VERSION)"
 	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
 	@ln -sf ../npm/node_modules/.bin/gitlab-ci-local $@
@@ -64,14 +79,14 @@ lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
 	$(VENV)/bin/yamllint -c ansible/.yamllint ansible
 	shellcheck ansible/roles/runner_host/files/runner-disk-cleanup
 	$(VENV)/bin/hadolint bridge/Dockerfile
-	$(VENV)/bin/hadolint environments/*/Dockerfile
+	$(VENV)/bin/hadolint environments/*/Dockerfile pipeline-templates/tests/environment/Dockerfile
 	shellcheck environments/*/*.sh
 	$(VENV)/bin/yamllint -c pipeline-templates/.yamllint.yml pipeline-templates examples
 
 bench: setup ## Run the benchmarks and print their tables
 	$(PY) -m tests.bench
 
-demo: setup ## Run the platform locally (Postgres, S3, MLflow, bridge) and the example pipeline
+demo: system-packages $(VENV)/.installed-demo $(VENV)/bin/gitlab-ci-local ## Run the platform locally (Postgres, S3, MLflow, bridge) and the example pipeline
 	$(PY) -m local.demo up
 
 demo-stop: ## Stop every service `make demo` started and remove .demo/

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -29,7 +29,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.bounds import MAX_BIGINT, Id, NoNul
 from bridge.settings import Settings
@@ -293,6 +293,16 @@ class Dataset(BaseModel):
     size: int | None = Field(default=None, ge=0, le=MAX_BIGINT, description="bytes")
 
 
+class Runtime(BaseModel):
+    """What the job's interpreter measured about itself."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    executor: Literal["container", "shell"]
+    python: str = Field(pattern=r"^\d+\.\d+\.\d+\S{0,32}$")
+    packages_sha256: str = Field(pattern=SHA256, description="of the sorted name==version lines")
+
+
 class RunReport(BaseModel):
     """The body of `POST /api/v1/runs`. Strict: no type coercion, no unknown fields."""
 
@@ -306,11 +316,23 @@ class RunReport(BaseModel):
         description="http(s) URL of the MLflow server, for a link to the run; "
         "credentials in it are dropped",
     )
-    image: str = Field(
-        max_length=1000, pattern=PINNED_IMAGE, description="environment image, by digest"
+    image: str | None = Field(
+        default=None,
+        max_length=1000,
+        pattern=PINNED_IMAGE,
+        description="environment image the job ran in, by digest; null when it ran in no image",
     )
+    runtime: Runtime | None = None
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="e.g. train")
-    template_version: str = Field(pattern=SEMVER, description="semantic version")
+    template_version: str | None = Field(
+        default=None,
+        pattern=SEMVER,
+        description="GitLab's resolved catalog version; null for a branch or commit",
+    )
+    template_sha: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+    template_reference: str | None = Field(
+        default=None, max_length=255, pattern=r"^\S+$", description="the text after @"
+    )
     datasets: list[Dataset] = Field(default_factory=list, max_length=1000)
     params: dict[ParamKey, ParamValue] = Field(default_factory=dict, max_length=1000)
     # The job may repeat who it is; these are compared with the token, never used instead.
@@ -318,6 +340,15 @@ class RunReport(BaseModel):
     pipeline_id: Id | None = None
     project_path: Annotated[str, NoNul] | None = Field(default=None, max_length=1000)
     sha: Annotated[str, NoNul] | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _image_only_where_one_ran(self) -> RunReport:
+        shell = self.runtime is not None and self.runtime.executor == "shell"
+        if shell and self.image is not None:
+            raise ValueError("image: a job of the shell executor ran in no image")
+        if not shell and self.image is None:
+            raise ValueError("image: required unless runtime.executor is shell")
+        return self
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -398,6 +429,7 @@ def record(
                 "ref": identity.ref,
                 "runner_id": identity.runner_id,
                 "claims": Jsonb(dict(identity.claims)),
+                "runtime": Jsonb(run["runtime"]) if run["runtime"] is not None else None,
                 "datasets": Jsonb(run["datasets"]),
                 "params": Jsonb(run["params"]),
                 "fingerprint": fingerprint,
@@ -456,8 +488,14 @@ def _run_json(post: Mapping[str, Any]) -> dict[str, Any]:
             "run_url": f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run}" if uri else None,
         },
         "image": post["image"],
-        "image_digest": post["image"].rpartition("@")[2],
-        "template": {"name": post["template"], "version": post["template_version"]},
+        "image_digest": post["image"].rpartition("@")[2] if post["image"] else None,
+        "runtime": post["runtime"],
+        "template": {
+            "name": post["template"],
+            "version": post["template_version"],
+            "sha": post["template_sha"],
+            "reference": post["template_reference"],
+        },
         "datasets": post["datasets"],
         "params": post["params"],
     }

@@ -57,8 +57,9 @@ LOCAL_MODE_NOTES = [
     "Job Hook payload GitLab would send (POST /hooks/gitlab).",
     "gitlab-ci-local mints no CI ID tokens: the demo signs them with a key generated in "
     ".demo/issuer/, whose JWKS is served on loopback and trusted by this local bridge only.",
-    "Jobs run with gitlab-ci-local's shell executor in this repository's .venv: the environment "
-    "image named in the pipeline is recorded as provenance, not pulled.",
+    "Jobs run with gitlab-ci-local's shell executor in this repository's .venv, not in the "
+    "environment image the pipeline names: the provenance records no image, but the executor, "
+    "the Python version and the hash of the installed package set that really ran.",
 ]
 
 
@@ -443,12 +444,25 @@ def provenance_lines(job: dict[str, Any]) -> list[str]:
         f"{job.get('billable_seconds')} s billable to {job['client']}",
         f"pipeline   {chain['pipeline_id']} of {chain['project_path']} on {chain['ref']}",
         f"commit     {chain['sha']}",
-        f"image      {chain['image']}",
-        f"template   {chain['template']['name']}@{chain['template']['version']}",
+        runtime_line(chain),
+        "template   {name}@{reference} (version {version}, commit {sha})".format(
+            **chain["template"]
+        ),
     ]
     lines += [f"dataset    {d['name']} sha256:{d['sha256']}" for d in chain["datasets"]]
     lines.append(f"MLflow run {chain['mlflow']['run_url'] or chain['mlflow']['run_id']}")
     return lines
+
+
+def runtime_line(chain: dict[str, Any]) -> str:
+    """What the job ran in: its image, or (no image ran) the runtime it measured."""
+    if chain.get("image"):
+        return f"image      {chain['image']}"
+    runtime = chain.get("runtime") or {}
+    return (
+        f"runtime    {runtime.get('executor')} executor, Python {runtime.get('python')}, "
+        f"packages sha256:{runtime.get('packages_sha256')} (no image ran)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,10 @@ variables file (mode 0600, removed afterwards: tokens and keys stay out of `ps`)
 dotenv reports pass between the invocations through gitlab-ci-local's state directory
 (`--shell-isolation`), exactly as between the jobs of one invocation.
 
-Jobs run with the shell executor (`--force-shell-executor`): the environment image a job names
-is recorded, not pulled; the job runs with the Python of this repository's .venv.
+Jobs run with the shell executor (`--force-shell-executor`) with the Python of this
+repository's .venv, not in the environment image a job names. gitlab-ci-local leaves
+`CI_DISPOSABLE_ENVIRONMENT` unset, as GitLab does for the shell executor, so the `train`
+template records the runtime it measured (executor, Python, package-set hash) and no image.
 """
 
 from __future__ import annotations
@@ -56,10 +58,15 @@ def job_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment gitlab-ci-local and its shell jobs run in.
 
     Every variable named GCL_* would be read by gitlab-ci-local as one of its options, so none
-    is passed on. This interpreter's bin directory comes first on PATH, so `python` in a job is
-    the .venv's.
+    is passed on. Nor is CI_DISPOSABLE_ENVIRONMENT, which a GitLab job we may run inside sets
+    about itself: these shell jobs run in no image. This interpreter's bin directory comes
+    first on PATH, so `python` in a job is the .venv's.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GCL_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GCL_") and k != "CI_DISPOSABLE_ENVIRONMENT"
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["FORCE_COLOR"] = "0"
     env.update(extra or {})

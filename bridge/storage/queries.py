@@ -240,12 +240,14 @@ INSERT_RUN = """
 INSERT INTO runs (
     instance, job_id, project_id, project_path, namespace_path, client, pipeline_id, sha, ref,
     runner_id, claims, mlflow_run_id, mlflow_experiment_id, mlflow_tracking_uri, image,
-    template, template_version, datasets, params, fingerprint)
+    runtime, template, template_version, template_sha, template_reference, datasets, params,
+    fingerprint)
 VALUES (
     %(instance)s, %(job_id)s, %(project_id)s, %(project_path)s, %(namespace_path)s, %(client)s,
     %(pipeline_id)s, %(sha)s, %(ref)s, %(runner_id)s, %(claims)s, %(mlflow_run_id)s,
-    %(mlflow_experiment_id)s, %(mlflow_tracking_uri)s, %(image)s, %(template)s,
-    %(template_version)s, %(datasets)s, %(params)s, %(fingerprint)s)
+    %(mlflow_experiment_id)s, %(mlflow_tracking_uri)s, %(image)s, %(runtime)s, %(template)s,
+    %(template_version)s, %(template_sha)s, %(template_reference)s, %(datasets)s, %(params)s,
+    %(fingerprint)s)
 ON CONFLICT (instance, job_id, fingerprint) DO NOTHING
 RETURNING id
 """
@@ -253,8 +255,8 @@ RETURNING id
 # Every post of one job, the provenance (first) first.
 JOB_RUNS = """
 SELECT received_at, project_id, project_path, namespace_path, client, pipeline_id, sha, ref,
-       runner_id, mlflow_run_id, mlflow_experiment_id, mlflow_tracking_uri, image, template,
-       template_version, datasets, params
+       runner_id, mlflow_run_id, mlflow_experiment_id, mlflow_tracking_uri, image, runtime,
+       template, template_version, template_sha, template_reference, datasets, params
 FROM runs WHERE instance = %(instance)s AND job_id = %(build_id)s
 ORDER BY id
 """

@@ -231,12 +231,15 @@ CREATE TABLE public.runs (
     mlflow_run_id text NOT NULL,
     mlflow_experiment_id text NOT NULL,
     mlflow_tracking_uri text,
-    image text NOT NULL,
+    image text,
     template text NOT NULL,
-    template_version text NOT NULL,
+    template_version text,
     datasets jsonb NOT NULL,
     params jsonb NOT NULL,
     fingerprint text NOT NULL,
+    runtime jsonb,
+    template_sha text,
+    template_reference text,
     CONSTRAINT runs_client_canonical CHECK ((client = lower(client)))
 );
 CREATE SEQUENCE public.runs_id_seq

@@ -187,12 +187,33 @@ def test_a_run_is_recorded_and_its_job_shows_the_whole_chain(
     }
     assert chain["image"] == REPORT["image"]
     assert chain["image_digest"] == f"sha256:{DIGEST}"
-    assert chain["template"] == {"name": "train", "version": "1.2.0"}
+    assert chain["template"] == {
+        "name": "train",
+        "version": "1.2.0",
+        "sha": None,
+        "reference": None,
+    }
     assert chain["datasets"] == REPORT["datasets"]
     assert chain["params"] == {"C": "0.5", "seed": "42"}
     assert chain["later_posts"] == []
     everything_stored = db.execute("SELECT json_agg(runs)::text FROM runs").fetchone()[0]
     assert token not in everything_stored, "the bearer token itself is never stored"
+
+
+def test_a_shell_job_records_its_runtime_and_no_image(
+    runs_api: TestClient, keys: dict, db: psycopg.Connection
+) -> None:
+    body = {k: v for k, v in REPORT.items() if k != "image"}
+    body.update(runtime=SHELL_RUNTIME, template_version=None, template_reference="main")
+
+    recorded = post_run(runs_api, mint(keys["current"]), body)
+
+    assert recorded.status_code == 201, recorded.text
+    chain = admin(runs_api, f"/api/v1/jobs/{JOB_ID}").json()["provenance"]
+    assert (chain["image"], chain["image_digest"]) == (None, None)
+    assert chain["runtime"] == SHELL_RUNTIME
+    assert chain["template"]["version"] is None
+    assert chain["template"]["reference"] == "main"
 
 
 def test_the_job_webhook_after_the_run_joins_the_ledger(runs_api: TestClient, keys: dict) -> None:
@@ -489,6 +510,8 @@ def test_a_hanging_jwks_endpoint_times_out(keys: dict, jwks: JwksServer) -> None
 
 # --- the body ----------------------------------------------------------------------------
 
+SHELL_RUNTIME = {"executor": "shell", "python": "3.11.7", "packages_sha256": "c" * 64}
+
 INVALID_BODIES = {
     "id as a string": ({**REPORT, "job_id": str(JOB_ID)},
                        "job_id: Input should be a valid integer"),
@@ -498,6 +521,10 @@ INVALID_BODIES = {
     "bad dataset digest": ({**REPORT, "datasets": [{**REPORT["datasets"][0], "sha256": "abc"}]},
                            "datasets.0.sha256: String should match pattern"),
     "image by tag": ({**REPORT, "image": "python:3.12"}, "image: String should match pattern"),
+    "no image, not shell": ({k: v for k, v in REPORT.items() if k != "image"},
+                            "image: required unless runtime.executor is shell"),
+    "image from a shell job": ({**REPORT, "runtime": SHELL_RUNTIME},
+                               "a job of the shell executor ran in no image"),
     "tracking uri not http": ({**REPORT, "mlflow_tracking_uri": "file:///tmp/mlruns"},
                               "mlflow_tracking_uri: Value error, must be an http(s) URL"),
     "no run id": ({k: v for k, v in REPORT.items() if k != "mlflow_run_id"},

@@ -1,10 +1,11 @@
-"""The `build-environment` template, with a recording stand-in for rootless BuildKit.
+"""The `build-environment` template, with a stand-in for rootless BuildKit.
 
-No registry is reachable here, so BuildKit itself cannot run: `buildctl-daemonless.sh` is
-replaced by a script that records how the template called it, checks the registry credentials
-it was handed, and reports a digest derived from the build context. What is tested is the
-template's side: context, labels, build arguments, credentials outside the context, the digest
-handed to later jobs as a dotenv variable, and chaining one environment onto another.
+No upstream registry is reachable here, so BuildKit itself (and the base images it would pull)
+cannot run: `buildctl-daemonless.sh` is replaced by a script that records how the template
+called it and reports a digest. What is tested is the template's side: context, labels, build
+arguments, credentials outside the context, the digest handed to later jobs as a dotenv
+variable, chaining one environment onto another, and, with a stand-in that really pushes an
+image to a real registry on loopback, that every digest a build handed on stays pullable.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from tests.fixtures.local_platform import REPO, include
+from tests.templates.registry import Registry
 
 STAND_IN = """\
 #!/usr/bin/env python3
@@ -38,12 +41,58 @@ pathlib.Path(value("--metadata-file")).write_text(
 """
 
 
-def _stand_in(tmp_path: Path) -> tuple[dict[str, str], Path]:
+# Pushes a one-layer OCI image to the `--output` name with skopeo and reports the digest the
+# registry stored. The layer holds the build's arguments, so two builds of one commit in two
+# jobs differ, as BuildKit images with a build timestamp do.
+PUSHING_STAND_IN = """\
+#!/usr/bin/env python3
+import gzip, hashlib, io, json, pathlib, subprocess, sys, tarfile, tempfile
+args = sys.argv[1:]
+value = lambda flag: args[args.index(flag) + 1]
+output = dict(part.split("=", 1) for part in value("--output").split(","))
+layout = pathlib.Path(tempfile.mkdtemp())
+blobs = layout / "blobs" / "sha256"
+blobs.mkdir(parents=True)
+def blob(data):
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+content = json.dumps(args).encode()
+tar = io.BytesIO()
+with tarfile.open(fileobj=tar, mode="w") as archive:
+    info = tarfile.TarInfo("build-args.json")
+    info.size = len(content)
+    archive.addfile(info, io.BytesIO(content))
+layer = blob(gzip.compress(tar.getvalue(), mtime=0))
+config = blob(json.dumps({
+    "architecture": "amd64", "os": "linux", "config": {},
+    "rootfs": {"type": "layers",
+               "diff_ids": ["sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()]},
+}).encode())
+manifest = blob(json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
+}).encode())
+(layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+(layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+    {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest}]}))
+pushed = layout / "digest"
+subprocess.run(["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                "--digestfile", str(pushed), f"oci:{layout}", "docker://" + output["name"]],
+               check=True)
+pathlib.Path(value("--metadata-file")).write_text(
+    json.dumps({"containerimage.digest": pushed.read_text().strip()}, indent=2)
+)
+"""
+
+
+def _stand_in(tmp_path: Path, script: str = STAND_IN) -> tuple[dict[str, str], Path]:
     bin_dir, record = tmp_path / "bin", tmp_path / "record"
     bin_dir.mkdir()
     record.mkdir()
     builder = bin_dir / "buildctl-daemonless.sh"
-    builder.write_text(STAND_IN)
+    builder.write_text(script)
     builder.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "BUILDKIT_RECORD_DIR": str(record)}
     return env, record
@@ -100,7 +149,8 @@ def test_images_are_built_rootless_and_their_digests_handed_on(ci_project, tmp_p
     assert args[:3] == ["build", "--frontend", "dockerfile.v0"]
     assert "context=environments/python-ml" in args
     assert f"label:org.opencontainers.image.revision={project.sha}" in args
-    assert f"type=image,name={repository}:{project.sha[:8]},push=true" in args
+    build_job = run.job("build-python-ml").job_id
+    assert f"type=image,name={repository}:{project.sha[:8]}-{build_job},push=true" in args
     assert f"build-arg:BASE_IMAGE={handed}" in dev["args"], "dev builds on the python-ml digest"
     assert "build-arg:JUPYTER_PORT=8888" in dev["args"]
     assert f"images: {handed} " in run.job("check").output
@@ -132,3 +182,83 @@ def test_an_unknown_environment_fails_with_a_clear_message(ci_project, tmp_path)
 
     assert job.status == "failed"
     assert "No Dockerfile in environments/does-not-exist" in job.output
+
+
+def test_an_image_argument_by_tag_is_refused(ci_project, tmp_path) -> None:
+    env, record = _stand_in(tmp_path)
+    project = ci_project(
+        files={"environments/python-ml/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"},
+        ci={
+            "include": [
+                include(
+                    "build-environment",
+                    environment="python-ml",
+                    build_args="BASE_IMAGE=python:3.12-slim",
+                )
+            ]
+        },
+    )
+
+    job = project.run(env=env, report=False).job("build-environment")
+
+    assert job.status == "failed"
+    assert "`BASE_IMAGE=python:3.12-slim` names an image by tag" in job.output
+    assert not list(record.iterdir()), "nothing was built"
+
+
+def test_two_builds_of_one_commit_leave_both_digests_pullable(
+    ci_project, tmp_path, registry: Registry
+) -> None:
+    env, _ = _stand_in(tmp_path, PUSHING_STAND_IN)
+    repository = f"{registry.host}/tpl-lab/environments/python-ml"
+    project = ci_project(
+        files={"environments/python-ml/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"},
+        ci={
+            "include": [
+                include("build-environment", environment="python-ml", image_name=repository)
+            ]
+        },
+    )
+
+    handed = []
+    for _ in range(2):
+        run = project.run(env=env, report=False)
+        assert run.job("build-environment").status == "success", run.results[0].output[-3000:]
+        handed.append(run.dotenv("build-environment", "build-environment.env")["ENVIRONMENT_IMAGE"])
+
+    first, second = handed
+    assert first != second, "two builds, two images"
+    assert all(image.startswith(f"{repository}@sha256:") for image in handed)
+    registry.garbage_collect()
+    assert registry.pullable(first), "the first build's digest survives registry cleanup"
+    assert registry.pullable(second)
+
+
+def test_a_moved_tag_would_lose_the_earlier_digest(tmp_path, registry: Registry) -> None:
+    """The control for the test above: what a tag per commit did to the first build."""
+    env, _ = _stand_in(tmp_path, PUSHING_STAND_IN)
+    tag = f"{registry.host}/tpl-lab/moved:0123abcd"
+    digests = []
+    for build in ("first", "second"):
+        metadata = tmp_path / f"{build}.json"
+        subprocess.run(
+            [
+                str(tmp_path / "bin" / "buildctl-daemonless.sh"),
+                "build",
+                "--opt",
+                f"build-arg:BUILD={build}",
+                "--output",
+                f"type=image,name={tag},push=true",
+                "--metadata-file",
+                str(metadata),
+            ],
+            env={**os.environ, **env},
+            check=True,
+        )
+        digests.append(json.loads(metadata.read_text())["containerimage.digest"])
+    repository = tag.rsplit(":", 1)[0]
+
+    registry.garbage_collect()
+
+    assert not registry.pullable(f"{repository}@{digests[0]}")
+    assert registry.pullable(f"{repository}@{digests[1]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,13 @@ def test_demo_runs_the_example_twice_and_stops_cleanly(state: Path) -> None:
         assert "reports each job to the bridge itself" in first.stdout
         assert "trusted by this local bridge only" in first.stdout
         assert summary["run_id"] in json.dumps(summary["provenance"])
+        # Only what really ran: the .venv on the shell executor, not the image the example names.
+        chain = summary["provenance"]["provenance"]
+        assert chain["image"] is None
+        assert chain["runtime"]["executor"] == "shell"
+        assert chain["runtime"]["python"] == platform.python_version()
+        assert f"packages sha256:{chain['runtime']['packages_sha256']}" in first.stdout
+        assert "0" * 64 not in json.dumps(summary["provenance"]) + first.stdout
         assert summary["usage"]["lines"], summary["usage"]
 
         second = _demo("up", state)

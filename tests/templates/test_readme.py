@@ -59,3 +59,13 @@ def test_the_check_notices_a_drift() -> None:
     table = expected_table("train")
     drifted = [row.replace("`train`", "`training`") for row in table]
     assert drifted != table
+
+
+def test_the_readme_states_the_minimum_gitlab_version() -> None:
+    """`spec:description` needs GitLab 18.10; an older GitLab refuses every template."""
+    text = (TEMPLATES / "README.md").read_text()
+    assert "**GitLab 18.10 or later.**" in text
+    assert all(
+        "description" in yaml.safe_load_all(t.read_text()).__next__()["spec"]
+        for t in TEMPLATE_FILES
+    ), "the reason is still there"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
+from importlib import metadata
 
 from tests.fixtures.local_platform import (
     IMAGE,
@@ -14,7 +17,20 @@ from tests.fixtures.local_platform import (
     mlflow_run,
 )
 
-EXAMPLE_IMAGE_DIGEST = "sha256:" + "0" * 64
+SHADOW_IMAGE = "registry.test/someone/else@sha256:" + "ee" * 32
+
+
+def this_runtime() -> dict[str, str]:
+    """The runtime local mode really runs jobs in: this interpreter and its package set (the
+    jobs run with gitlab-ci-local's shell executor and this .venv's Python first on PATH)."""
+    distributions = sorted(
+        {f"{d.metadata['Name'].lower()}=={d.version}" for d in metadata.distributions()}
+    )
+    return {
+        "executor": "shell",
+        "python": platform.python_version(),
+        "packages_sha256": hashlib.sha256("\n".join(distributions).encode()).hexdigest(),
+    }
 
 
 def test_example_run_is_tracked_with_params_metrics_and_reproducibility_tags(
@@ -37,7 +53,8 @@ def test_example_run_is_tracked_with_params_metrics_and_reproducibility_tags(
     assert tags["gitlab.CI_PROJECT_PATH"] == project.path
     assert tags["mlflow.source.git.commit"] == project.sha
     assert tags["platform.template"] == f"train@{TEMPLATE_VERSION}"
-    assert tags["platform.image"].endswith("@" + EXAMPLE_IMAGE_DIGEST)
+    assert tags["platform.image"] == "", "the job ran in no image"
+    assert json.loads(tags["platform.runtime"]) == this_runtime()
     datasets = json.loads(tags["platform.datasets"])
     assert [(d["name"], d["sha256"]) for d in datasets] == [("breast_cancer.csv", example_dataset)]
 
@@ -58,7 +75,7 @@ def test_run_artifacts_land_in_s3(example_pipeline: PipelineRun) -> None:
 
 
 def test_provenance_is_recorded_in_the_bridge(
-    example_pipeline: PipelineRun, example_dataset: str
+    example_pipeline: PipelineRun, example_dataset: str, git_server
 ) -> None:
     train = example_pipeline.job("train")
     project = example_pipeline.project
@@ -69,8 +86,17 @@ def test_provenance_is_recorded_in_the_bridge(
     chain = job["provenance"]
     assert (chain["pipeline_id"], chain["sha"]) == (example_pipeline.pipeline_id, project.sha)
     assert chain["project_path"] == project.path
-    assert chain["image_digest"] == EXAMPLE_IMAGE_DIGEST
-    assert chain["template"] == {"name": "train", "version": TEMPLATE_VERSION}
+    # Local mode: the placeholder digest the example names is not what ran, so it is not recorded.
+    assert (chain["image"], chain["image_digest"]) == (None, None)
+    assert chain["runtime"] == this_runtime()
+    # gitlab-ci-local resolves `component.version` only for ranges (`@1.0`); for an exact ref
+    # it stays unset, so the bridge records null (GitLab gives the release's version).
+    assert chain["template"] == {
+        "name": "train",
+        "version": None,
+        "sha": git_server.templates_sha,
+        "reference": TEMPLATE_VERSION,
+    }
     assert [d["sha256"] for d in chain["datasets"]] == [example_dataset]
     run_id, experiment_id = (
         run_env["PLATFORM_MLFLOW_RUN_ID"],
@@ -135,3 +161,38 @@ def test_a_token_for_another_audience_is_refused_and_fails_the_job(ci_project) -
     train = run.job("train")
     assert train.status == "failed"
     assert "The bridge refused the run's provenance (HTTP 401)" in train.output
+
+
+def test_project_variables_cannot_change_what_the_bridge_records(ci_project, git_server) -> None:
+    major_minor = TEMPLATE_VERSION.rsplit(".", 1)[0]
+    project = ci_project(
+        files={"noop.py": "print('training')\n"},
+        ci={"include": [include("train", ref=major_minor, image=IMAGE, command="python noop.py")]},
+    )
+    project.extra_variables.update(
+        {
+            # What the templates used to read, and could be shadowed by any project.
+            "PLATFORM_TEMPLATE": "someone-else",
+            "PLATFORM_TEMPLATE_VERSION": "9.9.9",
+            "PLATFORM_IMAGE": SHADOW_IMAGE,
+            # As GitLab's docker executor sets it (every executor but shell and ssh): the job
+            # then counts as run in its image, so the image is recorded.
+            "CI_DISPOSABLE_ENVIRONMENT": "true",
+        }
+    )
+
+    run = project.run()
+
+    train = run.job("train")
+    assert train.status == "success", train.output[-3000:]
+    status, job = project.bridge.admin_get(f"/api/v1/jobs/{train.job_id}")
+    assert status == 200, job
+    chain = job["provenance"]
+    assert chain["template"] == {
+        "name": "train",
+        "version": TEMPLATE_VERSION,  # what GitLab resolved `@<major.minor>` to
+        "sha": git_server.templates_sha,
+        "reference": major_minor,
+    }
+    assert chain["image"] == IMAGE
+    assert chain["runtime"]["executor"] == "container"

@@ -26,13 +26,18 @@ def test_the_changelog_describes_the_version() -> None:
 
 
 @pytest.mark.parametrize("template", TEMPLATE_FILES, ids=[t.stem for t in TEMPLATE_FILES])
-def test_each_template_reports_the_version(template) -> None:
-    header, body = yaml.safe_load_all(template.read_text())
+def test_each_template_is_one_job_with_no_version_of_its_own(template) -> None:
+    """The version is what GitLab resolved for the include (`$[[ component.* ]]`), never a
+    literal or a variable that would say 1.0.0 for `@main` or be shadowed by a project."""
+    text = template.read_text()
+    header, body = yaml.safe_load_all(text)
     assert set(header) == {"spec"}
     (job,) = body.values()  # one job per component, and no global keyword
     assert list(body) == ["$[[ inputs.job_name ]]"]
-    assert job["variables"]["PLATFORM_TEMPLATE"] == template.stem
-    assert job["variables"]["PLATFORM_TEMPLATE_VERSION"] == TEMPLATE_VERSION
+    assert TEMPLATE_VERSION not in text
+    assert not any(name.startswith("PLATFORM_TEMPLATE") for name in job.get("variables", {}))
+    used = set(re.findall(r"\$\[\[\s*component\.(\w+)\s*\]\]", text))
+    assert used <= set(header["spec"].get("component", [])), "declared in spec:component"
     for keyword in ("stage", "image", "rules"):
         assert "$[[ inputs." in str(job[keyword]), f"{keyword} must be an input"
 

@@ -10,6 +10,8 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl
 # 4.74+ needs Node >= 22; Debian 12 ships Node 20.
 GITLAB_CI_LOCAL_VERSION := 4.73.0
+# The GitLab stand-in of tests and `make demo-dev` (local/identity/): panva's OpenID provider.
+OIDC_PROVIDER_VERSION := 9.13.3
 
 .PHONY: help setup system-packages lock test lint bench
 .PHONY: demo demo-stop
@@ -18,7 +20,7 @@ GITLAB_CI_LOCAL_VERSION := 4.73.0
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local ## Install system packages, .venv and tools (idempotent, fast when done)
+setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local $(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION) ## Install system packages, .venv and tools (idempotent, fast when done)
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -46,6 +48,11 @@ $(VENV)/bin/gitlab-ci-local: | $(VENV)/.installed
 	@echo "==> gitlab-ci-local $(GITLAB_CI_LOCAL_VERSION)"
 	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
 	@ln -sf ../npm/node_modules/.bin/gitlab-ci-local $@
+
+$(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION): | $(VENV)/.installed
+	@echo "==> oidc-provider $(OIDC_PROVIDER_VERSION) (the GitLab stand-in)"
+	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm oidc-provider@$(OIDC_PROVIDER_VERSION)
+	@touch $@
 
 lock: ## Regenerate constraints.txt from a fresh install of pyproject.toml
 	rm -rf .venv-lock && python3 -m venv .venv-lock

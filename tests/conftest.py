@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.local_platform",
     "tests.fixtures.provisioning",
     "tests.fixtures.docker",
+    "tests.fixtures.identity",
 ]

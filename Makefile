@@ -12,6 +12,8 @@ APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static op
 GITLAB_CI_LOCAL_VERSION := 4.73.0
 # The GitLab stand-in of tests and `make demo-dev` (local/identity/): panva's OpenID provider.
 OIDC_PROVIDER_VERSION := 9.13.3
+# JupyterHub's proxy (the hub tests and make demo-dev start it).
+CONFIGURABLE_HTTP_PROXY_VERSION := 5.3.0
 
 .PHONY: help setup system-packages lock test lint bench
 .PHONY: demo demo-stop
@@ -20,7 +22,7 @@ OIDC_PROVIDER_VERSION := 9.13.3
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local $(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION) ## Install system packages, .venv and tools (idempotent, fast when done)
+setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local $(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION) $(VENV)/bin/configurable-http-proxy ## Install system packages, .venv and tools (idempotent, fast when done)
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -37,10 +39,10 @@ system-packages:
 	  fi; \
 	fi
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt environments/hub/pyproject.toml
 	@echo "==> Python environment in $(VENV) (first run takes about 3 minutes)"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e ./local 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]' -e ./local -e ./environments/hub 2>&1 | grep -v 'is ignored: it is neither' || true
 	@$(VENV)/bin/pip check >/dev/null
 	@touch $@
 
@@ -48,6 +50,11 @@ $(VENV)/bin/gitlab-ci-local: | $(VENV)/.installed
 	@echo "==> gitlab-ci-local $(GITLAB_CI_LOCAL_VERSION)"
 	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
 	@ln -sf ../npm/node_modules/.bin/gitlab-ci-local $@
+
+$(VENV)/bin/configurable-http-proxy: | $(VENV)/.installed
+	@echo "==> configurable-http-proxy $(CONFIGURABLE_HTTP_PROXY_VERSION)"
+	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm configurable-http-proxy@$(CONFIGURABLE_HTTP_PROXY_VERSION)
+	@ln -sf ../npm/node_modules/.bin/configurable-http-proxy $@
 
 $(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION): | $(VENV)/.installed
 	@echo "==> oidc-provider $(OIDC_PROVIDER_VERSION) (the GitLab stand-in)"

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.provisioning",
     "tests.fixtures.docker",
     "tests.fixtures.identity",
+    "tests.fixtures.dev_hub",
 ]

@@ -57,7 +57,7 @@ def ssh_config(
     if server_user:
         block = block.replace(f"/user/{user}/sshd/", f"/user/{server_user}/sshd/")
     alias = f"dev-{user}"
-    config = key.parent / f"ssh_config-{user}-{server_user or user}"
+    config = key.parent / f"ssh_config-{user}-{server_user or user}-{key.name}"
     config.write_text(
         block + f"    IdentityFile {key}\n"
         "    IdentitiesOnly yes\n"

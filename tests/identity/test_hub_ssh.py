@@ -187,3 +187,15 @@ def test_the_ssh_token_reaches_the_server_only(alice: Alice) -> None:
     assert "last_activity" not in model
     assert api.delete("/users/alice/server").status_code == 403
     assert api.post("/users/alice/tokens", json={}).status_code == 403
+
+
+def test_cpu_and_memory_are_limited_per_user(alice: Alice, docker_daemon: object) -> None:
+    client = docker_daemon.client  # type: ignore[attr-defined]
+    container = client.containers.get(f"{alice.hub.container_prefix}alice")
+    host = container.attrs["HostConfig"]
+    assert host["CpuQuota"] == host["CpuPeriod"] == 100_000  # HUB_CPU_LIMIT=1
+    assert host["Memory"] == 1024**3  # HUB_MEM_LIMIT=1G
+    assert host["NetworkMode"] == "host"  # loopback mode: server and sshd on 127.0.0.1 only
+    listening = container.exec_run("cat /proc/net/tcp").output.decode()
+    sshd_port = int(alice.ssh.run("echo $SSH_CONNECTION").stdout.split()[3])
+    assert f"0100007F:{sshd_port:04X} 00000000:0000 0A" in listening

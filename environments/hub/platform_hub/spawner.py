@@ -99,7 +99,12 @@ class DevSpawner(DockerSpawner):
         }
         host_config = dict(self.extra_host_config)
         host_config.pop("device_requests", None)
-        if (self.user_options or {}).get("profile") == GPU_PROFILE:
+        profile = (self.user_options or {}).get("profile", "cpu")
+        if profile not in {"cpu", GPU_PROFILE}:
+            raise ValueError(f"unknown profile {profile!r}: choose cpu or {GPU_PROFILE}")
+        if profile == GPU_PROFILE:
+            if not self.gpus:
+                raise ValueError("this hub has no GPUs: start with the cpu profile")
             gpu = self._pool().allocate(self.user.name)
             # The allocated GPU only; Docker refuses the container if the host has no such GPU.
             host_config["device_requests"] = [{"device_ids": [gpu], "capabilities": [["gpu"]]}]

@@ -16,7 +16,7 @@ OIDC_PROVIDER_VERSION := 9.13.3
 CONFIGURABLE_HTTP_PROXY_VERSION := 5.3.0
 
 .PHONY: help setup system-packages lock test lint bench
-.PHONY: demo demo-stop
+.PHONY: demo demo-stop demo-dev demo-dev-stop
 .PHONY: secrets render deploy backup
 
 help: ## List the targets
@@ -90,6 +90,12 @@ demo: setup ## Run the platform locally (Postgres, S3, MLflow, bridge) and the e
 
 demo-stop: ## Stop every service `make demo` started and remove .demo/
 	$(PY) -m local.demo down
+
+demo-dev: setup ## Start the logins on loopback (GitLab stand-in, MLflow behind GitLab login) and print how to log in
+	$(PY) -m local.demo_dev up
+
+demo-dev-stop: ## Stop every service `make demo-dev` started and remove .demo-dev/
+	$(PY) -m local.demo_dev down
 
 # ---- Provisioning (Ansible) -------------------------------------------------------------
 # INVENTORY: a folder of ansible/inventories (example, single-host) or a path to your own.

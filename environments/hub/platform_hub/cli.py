@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         token = request_server_token(
             args.hub, args.user, api_token, args.expires_days * 86400 or None
         )
+    except ValueError as error:
+        print(f"platform ssh-config: {error}", file=sys.stderr)
+        return 2
     except urllib.error.HTTPError as error:
         print(
             f"platform ssh-config: the hub refused ({error.code} {error.reason})", file=sys.stderr

@@ -13,8 +13,8 @@ from pathlib import Path
 REQUIRED = (
     "HUB_GITLAB_URL",  # GitLab, the identity provider: https://gitlab.example.org
     "HUB_PUBLIC_URL",  # how users reach the hub: https://hub.example.org
-    "HUB_OAUTH_CLIENT_ID",
-    "HUB_OAUTH_CLIENT_SECRET_FILE",
+    "HUB_OAUTH_CLIENT_ID",  # the hub's GitLab application (written by the deploy's identity role)
+    "HUB_OAUTH_CLIENT_SECRET",
     "HUB_ALLOWED_GROUPS",  # comma-separated GitLab group paths allowed to log in
     "HUB_ADMIN_GROUPS",  # comma-separated GitLab group paths of hub admins
     "HUB_DEV_IMAGE",  # the dev image, by digest in production
@@ -65,7 +65,7 @@ def configure(c, env: Mapping[str, str] = os.environ) -> None:
     oauth.userdata_url = f"{gitlab}/oauth/userinfo"
     oauth.oauth_callback_url = f"{public}/hub/oauth_callback"
     oauth.client_id = env["HUB_OAUTH_CLIENT_ID"]
-    oauth.client_secret = Path(env["HUB_OAUTH_CLIENT_SECRET_FILE"]).read_text().strip()
+    oauth.client_secret = env["HUB_OAUTH_CLIENT_SECRET"]
     # GitLab's userinfo holds `groups` (full paths, inherited membership included): no API scope.
     oauth.scope = ["openid", "profile", "email"]
     oauth.username_claim = "nickname"

@@ -138,7 +138,7 @@ class LocalMlflowOidc:
         ]
         return Daemon(self.name, argv, self.state_dir, env=self.environment())
 
-    def start(self, timeout: float = 180.0) -> str:
+    def start(self, timeout: float = 600.0) -> str:
         bucket = self.artifacts_destination.removeprefix("s3://").split("/", 1)[0]
         self.s3.ensure_bucket(bucket)
         daemon = self.daemon

@@ -26,7 +26,7 @@ import yaml
 from local.identity.standin import GitLabStandin
 from local.ports import free_port
 from tests.fixtures.identity import StandinFactory, standin_config
-from tests.fixtures.provisioning import REPO, Render
+from tests.fixtures.provisioning import REPO, make
 from tests.identity.oauth2_proxy_standin import OAuth2ProxyStandin
 
 DOMAIN = "ml.example.org"
@@ -127,10 +127,13 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(
-    example_render: Render,
-    session_identity_standin: StandinFactory,
-    tmp_path_factory: pytest.TempPathFactory,
+    session_identity_standin: StandinFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
+    # Own secrets (CA and certificate) and a render of the nginx role only: quicker than the
+    # whole-inventory render the provisioning tests share.
+    secrets = tmp_path_factory.mktemp("nginx-sso-secrets") / "secrets"
+    made = make("secrets", "INVENTORY=example", f"SECRETS={secrets}")
+    assert made.returncode == 0, made.stdout + made.stderr
     standin = session_identity_standin(standin_config([{**CLIENT, "redirect_uris": [CALLBACK]}]))
     sso = OAuth2ProxyStandin(
         issuer=standin.url,
@@ -173,7 +176,7 @@ def site(
             "-e",
             f"@{work / 'overrides.yml'}",
             "-e",
-            f"platform_secrets_dir={example_render.secrets}",
+            f"platform_secrets_dir={secrets}",
             "-e",
             "platform_render=true",
             "-e",
@@ -218,7 +221,7 @@ def site(
                 server.kill()
                 raise AssertionError((work / "error.log").read_text()) from None
             time.sleep(0.1)
-    yield Site(ports["https"], example_render.secrets / "ca/ca.crt", standin, sso)
+    yield Site(ports["https"], secrets / "ca/ca.crt", standin, sso)
     server.terminate()
     server.wait(timeout=20)
     upstream.shutdown()

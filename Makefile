@@ -13,15 +13,19 @@ GITLAB_CI_LOCAL_VERSION := 4.73.0
 # The installer of both Python environments (from PyPI, bootstrapped into .venv with pip).
 UV_VERSION := 0.9.5
 UV := $(VENV)/bin/uv
+# The GitLab stand-in of tests and `make demo-dev` (local/identity/): panva's OpenID provider.
+OIDC_PROVIDER_VERSION := 9.13.3
+# JupyterHub's proxy (the hub tests and make demo-dev start it).
+CONFIGURABLE_HTTP_PROXY_VERSION := 5.3.0
 
 .PHONY: help setup system-packages lock test lint bench
-.PHONY: demo demo-stop
+.PHONY: demo demo-stop demo-dev demo-dev-stop
 .PHONY: secrets render deploy backup
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local ## Install system packages, .venv and tools (idempotent, fast when done)
+setup: system-packages $(VENV)/.installed $(VENV)/bin/gitlab-ci-local $(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION) $(VENV)/bin/configurable-http-proxy ## Install system packages, .venv and tools (idempotent, fast when done)
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -45,9 +49,9 @@ $(UV):
 	@test -x $@
 
 # Everything (tests, linters, provisioning); it includes what the demo needs.
-$(VENV)/.installed: pyproject.toml constraints.txt local/pyproject.toml bridge/client/pyproject.toml | $(UV)
+$(VENV)/.installed: pyproject.toml constraints.txt local/pyproject.toml bridge/client/pyproject.toml environments/hub/pyproject.toml | $(UV)
 	@echo "==> Python environment in $(VENV) (uv, with constraints.txt)"
-	@VIRTUAL_ENV=$(VENV) $(UV) pip install -q -c constraints.txt -e '.[dev]' -e ./local -e ./bridge/client
+	@VIRTUAL_ENV=$(VENV) $(UV) pip install -q -c constraints.txt -e '.[dev]' -e ./local -e ./bridge/client -e ./environments/hub
 	@VIRTUAL_ENV=$(VENV) $(UV) pip check -q
 	@touch $@ $(VENV)/.installed-demo
 
@@ -61,6 +65,16 @@ $(VENV)/bin/gitlab-ci-local: | $(UV)
 	@echo "==> gitlab-ci-local $(GITLAB_CI_LOCAL_VERSION)"
 	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
 	@ln -sf ../npm/node_modules/.bin/gitlab-ci-local $@
+
+$(VENV)/bin/configurable-http-proxy: | $(VENV)/.installed
+	@echo "==> configurable-http-proxy $(CONFIGURABLE_HTTP_PROXY_VERSION)"
+	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm configurable-http-proxy@$(CONFIGURABLE_HTTP_PROXY_VERSION)
+	@ln -sf ../npm/node_modules/.bin/configurable-http-proxy $@
+
+$(VENV)/npm/node_modules/oidc-provider/.installed-$(OIDC_PROVIDER_VERSION): | $(VENV)/.installed
+	@echo "==> oidc-provider $(OIDC_PROVIDER_VERSION) (the GitLab stand-in)"
+	@npm install -s --no-audit --no-fund --prefix $(VENV)/npm oidc-provider@$(OIDC_PROVIDER_VERSION)
+	@touch $@
 
 lock: ## Regenerate constraints.txt from a fresh install of pyproject.toml
 	rm -rf .venv-lock && python3 -m venv .venv-lock
@@ -91,6 +105,12 @@ demo: system-packages $(VENV)/.installed-demo $(VENV)/bin/gitlab-ci-local ## Run
 
 demo-stop: ## Stop every service `make demo` started and remove .demo/
 	$(PY) -m local.demo down
+
+demo-dev: setup ## Start the logins on loopback (GitLab stand-in, MLflow behind GitLab login) and print how to log in
+	$(PY) -m local.demo_dev up
+
+demo-dev-stop: ## Stop every service `make demo-dev` started and remove .demo-dev/
+	$(PY) -m local.demo_dev down
 
 # ---- Provisioning (Ansible) -------------------------------------------------------------
 # INVENTORY: a folder of ansible/inventories (example, single-host) or a path to your own.

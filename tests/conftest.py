@@ -8,4 +8,6 @@ pytest_plugins = [
     "tests.fixtures.provisioning",
     "tests.fixtures.docker",
     "tests.fixtures.datasets",
+    "tests.fixtures.identity",
+    "tests.fixtures.dev_hub",
 ]

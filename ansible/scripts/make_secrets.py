@@ -29,10 +29,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 ANSIBLE_DIR = Path(__file__).resolve().parent.parent
 # Subdomains served by nginx (and postgres-data's TLS name). The roles derive the same names from
 # platform_domain; preflight refuses a certificate that does not cover all of them.
-SERVICE_NAMES = ("gitlab", "registry", "mlflow", "minio", "console", "bridge", "postgres")
+SERVICE_NAMES = ("gitlab", "registry", "mlflow", "minio", "console", "bridge", "hub", "postgres")
 # One MinIO account per consumer (the minio role gives each a policy on its bucket only).
 MINIO_ACCOUNTS = ("mlflow", "runner_cache", "backup", "datasets_reader", "datasets_writer")
-WEB_USERS = ("admin", "ci")
 
 
 def password() -> str:
@@ -45,6 +44,11 @@ def gitlab_token() -> str:
 
 def signing_key() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def cookie_secret() -> str:
+    """32 random bytes, URL-safe base64: oauth2-proxy accepts a 16, 24 or 32 byte secret."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 def inventory_facts(inventory: Path) -> tuple[str, list[str]]:
@@ -193,18 +197,6 @@ def make_tls(writer: Writer, domain: str) -> None:
     writer.put("tls/platform.crt", lambda: chain)
 
 
-def htpasswd_line(user: str, secret: str) -> str:
-    """A SHA-512 crypt(3) entry, readable by nginx's auth_basic on glibc/libxcrypt."""
-    done = subprocess.run(
-        ["openssl", "passwd", "-6", "-stdin"],  # noqa: S607 - openssl from PATH (apt package)
-        input=secret + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return f"{user}:{done.stdout.strip()}\n"
-
-
 def generate(writer: Writer, domain: str, runner_hosts: list[str]) -> None:
     make_tls(writer, domain)
     writer.put("gitlab/root_password", password)
@@ -215,12 +207,12 @@ def generate(writer: Writer, domain: str, runner_hosts: list[str]) -> None:
     writer.put("minio/root_password", password)
     for account in MINIO_ACCOUNTS:
         writer.put(f"minio/{account}_secret_key", password)
-    for user in WEB_USERS:
-        writer.put(f"web/{user}_password", password)
-    writer.put(
-        "web/htpasswd",
-        lambda: "".join(htpasswd_line(u, writer.read(f"web/{u}_password")) for u in WEB_USERS),
-    )
+    # Keys of the GitLab logins' sessions (the OAuth clients themselves come from GitLab at
+    # deploy time: oauth/<relying party>.json, written by the role identity).
+    writer.put("identity/oauth2_proxy_cookie_secret", cookie_secret)
+    writer.put("identity/mlflow_secret_key", password)
+    writer.put("jupyterhub/crypt_key", lambda: secrets.token_hex(32))
+    writer.put("jupyterhub/proxy_token", lambda: secrets.token_hex(32))
     writer.put("bridge/webhook_token", password)
     writer.put("bridge/webhook_signing_key", signing_key)
     writer.put("bridge/admin_token", password)
@@ -247,9 +239,10 @@ def generate_example(writer: Writer, runner_hosts: list[str]) -> None:
     writer.put("minio/root_password", fake("minio/root_password"))
     for account in MINIO_ACCOUNTS:
         writer.put(f"minio/{account}_secret_key", fake(f"minio/{account}_secret_key"))
-    for user in WEB_USERS:
-        writer.put(f"web/{user}_password", fake(f"web/{user}_password"))
-    writer.put("web/htpasswd", lambda: "".join(f"{u}:$6$example$not-a-hash\n" for u in WEB_USERS))
+    writer.put("identity/oauth2_proxy_cookie_secret", fake("identity/oauth2_proxy_cookie_secret"))
+    writer.put("identity/mlflow_secret_key", fake("identity/mlflow_secret_key"))
+    writer.put("jupyterhub/crypt_key", fake("jupyterhub/crypt_key"))
+    writer.put("jupyterhub/proxy_token", fake("jupyterhub/proxy_token"))
     writer.put("bridge/webhook_token", fake("bridge/webhook_token"))
     writer.put("bridge/webhook_signing_key", lambda: "whsec_ZXhhbXBsZS1ub3QtYS1zaWduaW5nLWtleQ==\n")
     writer.put("bridge/admin_token", fake("bridge/admin_token"))

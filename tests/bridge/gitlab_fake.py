@@ -11,7 +11,9 @@ defaults, errors and pagination follow GitLab's documentation and source
   rel="last"), or cursor keyset pages (`pagination=keyset`, only `order_by=id&sort=desc`,
   anything else is a 405): a `Link` rel="next" with `cursor`;
 - `GET /projects/:id/jobs/:job_id`, `GET /runners/:id`;
-- `GET/POST /projects/:id/hooks` (offset pages), `GET/PUT/DELETE /projects/:id/hooks/:id`.
+- `GET/POST /projects/:id/hooks` (offset pages), `GET/PUT/DELETE /projects/:id/hooks/:id`;
+- `GET/POST /applications`, `DELETE /applications/:id` (instance OAuth applications, admin):
+  the secret is in the creation's answer only (doc/api/applications.md).
 
 Tokens are never returned by the hooks API, only `token_present` / `signing_token_present`;
 `push_events` and `enable_ssl_verification` default to true, the other events to false.
@@ -369,6 +371,8 @@ class GitLabFake:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1)
         self._hook_ids = itertools.count(1001)
+        self.applications: dict[int, dict[str, Any]] = {}
+        self._application_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.pipelines: dict[int, dict[str, Any]] = {}  # see "Pipelines" below
@@ -534,7 +538,34 @@ class GitLabFake:
                 del project.hooks[hook["id"]]
                 return 204, None, {}
             return 200, _public(hook), {}
+        if route == "/applications":
+            if method == "POST":
+                return self._create_application(body)
+            apps = self.applications.values()
+            listed = [{k: v for k, v in app.items() if k != "secret"} for app in apps]
+            return 200, listed, {}
+        if (match := re.fullmatch(r"/applications/(\d+)", route)) and method == "DELETE":
+            if self.applications.pop(int(match[1]), None) is None:
+                raise _Error(404, {"message": "404 Application Not Found"})
+            return 204, None, {}
         raise _Error(404, {"error": "404 Not Found"})
+
+    def _create_application(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        missing = [k for k in ("name", "redirect_uri", "scopes") if not body.get(k)]
+        if missing:
+            raise _Error(400, {"error": f"{', '.join(missing)} is missing"})
+        number = next(self._application_ids)
+        application = {
+            "id": number,
+            "application_id": f"{number:064x}",
+            "application_name": body["name"],
+            "secret": f"{random.getrandbits(256):064x}",
+            "callback_url": body["redirect_uri"],
+            "confidential": body.get("confidential", True),
+        }
+        self.applications[number] = application
+        # Documented: "Returns 200 if the request succeeds", with the secret shown once.
+        return 200, application, {}
 
     def _project(self, project_id: str) -> Project:
         project = self.projects.get(int(project_id))

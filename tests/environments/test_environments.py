@@ -213,7 +213,9 @@ def test_sshd_allows_public_keys_only_and_no_root() -> None:
     assert settings["permitemptypasswords"] == "no"
     assert settings["authenticationmethods"] == "publickey"
     assert settings["allowusers"] == "scientist"
-    assert settings["hostkey"].startswith("/run/"), "host keys are made at start, not built in"
+    # Host keys are made at start, never built in: the entrypoint names them on the command line.
+    assert "hostkey" not in settings
+    assert "-o HostKey=$host_keys/" in ENTRYPOINT.read_text()
     assert settings["authorizedkeysfile"].startswith("/etc/ssh/authorized_keys/")
 
 
@@ -260,9 +262,19 @@ def test_entrypoint_accepts_a_complete_configuration() -> None:
         ({"DEV_SSH_AUTHORIZED_KEYS": "hello"}, "holds no SSH public key"),
         ({"JUPYTER_TOKEN": ""}, "JUPYTER_TOKEN must be set"),
         ({"JUPYTER_TOKEN": "short"}, "at least 32 characters"),
+        ({"DEV_SSHD_PORT": "22; reboot"}, "DEV_SSHD_PORT must be a port number"),
+        ({"JUPYTERHUB_API_TOKEN": "t", "DEV_SSH_AUTHORIZED_KEYS": "hello"}, "holds no SSH public"),
     ],
 )
 def test_entrypoint_refuses_an_unsafe_configuration(change: dict[str, str], message: str) -> None:
     done = _entrypoint(**{**GOOD, **change})
     assert done.returncode == 64
     assert message in done.stderr
+
+
+def test_under_the_hub_no_jupyter_token_or_ssh_key_is_needed() -> None:
+    """The hub authenticates every request; a user without keys in GitLab gets JupyterLab only."""
+    hub = {**GOOD, "JUPYTERHUB_API_TOKEN": "from-the-hub", "JUPYTER_TOKEN": ""}
+    hub["DEV_SSH_AUTHORIZED_KEYS"] = ""
+    done = _entrypoint(**hub)
+    assert done.returncode == 0, done.stderr

@@ -8,7 +8,6 @@ against the generated CA.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -67,7 +66,6 @@ class Proxy:
     http_port: int
     https_port: int
     ca: Path
-    admin_password: str
 
     def https(
         self,
@@ -90,10 +88,6 @@ class Proxy:
                 return response.status, dict(response.getheaders()), response.read()
             finally:
                 connection.close()
-
-    def basic(self, user: str, password: str) -> dict[str, str]:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +113,8 @@ def proxy(
         "nginx_https_port": ports["https"],
         "nginx_status_port": ports["status"],
         "nginx_upstreams": dict.fromkeys(
-            ["gitlab", "registry", "mlflow", "minio", "console", "bridge"], f"127.0.0.1:{upstream}"
+            ["gitlab", "registry", "mlflow", "minio", "console", "bridge", "hub", "oauth2_proxy"],
+            f"127.0.0.1:{upstream}",
         ),
         "nginx_temp_dir": str(work / "temp"),
         "nginx_access_log": str(work / "access.log"),
@@ -157,8 +152,6 @@ def proxy(
     )
     assert done.returncode == 0, done.stdout[-4000:]
     config = dest / "svc-01/opt/platform/nginx/nginx.conf"
-    # Workers run as root here only because the rendered htpasswd is 0600 and owned by the
-    # test's user (on the host it belongs to the image's nginx user).
     server = subprocess.Popen(
         [
             "nginx",
@@ -169,7 +162,7 @@ def proxy(
             "-c",
             str(config),
             "-g",
-            f"pid {work}/nginx.pid; daemon off; user root;",
+            f"pid {work}/nginx.pid; daemon off;",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -188,7 +181,6 @@ def proxy(
         http_port=ports["http"],
         https_port=ports["https"],
         ca=example_render.secrets / "ca/ca.crt",
-        admin_password=(example_render.secrets / "web/admin_password").read_text().strip(),
     )
     server.terminate()
     server.wait(timeout=20)
@@ -247,19 +239,15 @@ def test_plain_http_redirects_to_https_without_hsts(proxy: Proxy) -> None:
         connection.close()
 
 
-def test_mlflow_and_bridge_pages_need_the_generated_credentials(proxy: Proxy) -> None:
-    assert proxy.https(f"mlflow.{DOMAIN}", "/")[0] == 401
-    assert proxy.https(f"mlflow.{DOMAIN}", "/", headers=proxy.basic("admin", "wrong"))[0] == 401
-    status, _, body = proxy.https(
-        f"mlflow.{DOMAIN}",
-        "/ajax-api/2.0/mlflow/experiments/search",
-        headers=proxy.basic("admin", proxy.admin_password),
-    )
+def test_mlflow_logs_in_itself_and_the_bridge_pages_go_through_the_login_check(
+    proxy: Proxy,
+) -> None:
+    # No shared password in front of MLflow any more: mlflow-oidc-auth logs users in itself.
+    status, _, body = proxy.https(f"mlflow.{DOMAIN}", "/ajax-api/2.0/mlflow/experiments/search")
     assert status == 200
     assert json.loads(body)["path"].startswith("/ajax-api/")
-    assert proxy.https(f"bridge.{DOMAIN}", "/")[0] == 401
-    assert proxy.https(f"bridge.{DOMAIN}", "/metrics")[0] == 401
-    # Machine endpoints carry their own tokens and pass straight through.
+    # Machine endpoints carry their own tokens and pass straight through (the GitLab login of
+    # the pages is tested against an oauth2-proxy stand-in in tests/identity/test_nginx_sso.py).
     for path in ["/hooks/gitlab", "/api/v1/jobs", "/healthz", "/readyz"]:
         status, _, body = proxy.https(
             f"bridge.{DOMAIN}", path, headers={"Authorization": "Bearer client-token"}
@@ -271,8 +259,7 @@ def test_mlflow_and_bridge_pages_need_the_generated_credentials(proxy: Proxy) ->
 def test_body_limits_per_vhost(proxy: Proxy) -> None:
     big = b"x" * (30 * 1024 * 1024)
     for name in ["minio", "registry", "gitlab", "mlflow"]:
-        headers = proxy.basic("admin", proxy.admin_password) if name == "mlflow" else {}
-        status, _, body = proxy.https(f"{name}.{DOMAIN}", "/upload", "PUT", headers, big)
+        status, _, body = proxy.https(f"{name}.{DOMAIN}", "/upload", "PUT", {}, big)
         assert status == 200, name
         assert json.loads(body)["received"] == len(big)
     assert proxy.https(f"bridge.{DOMAIN}", "/hooks/gitlab", "POST", body=big)[0] == 413

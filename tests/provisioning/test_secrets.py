@@ -67,25 +67,6 @@ def test_certificate_names_every_service_and_chains_to_the_ca(example_render: Re
     assert served <= names
 
 
-def test_htpasswd_holds_the_generated_web_passwords(example_render: Render) -> None:
-    secrets = example_render.secrets
-    entries = dict(
-        line.split(":", 1) for line in (secrets / "web/htpasswd").read_text().splitlines()
-    )
-    assert set(entries) == {"admin", "ci"}
-    for user, crypted in entries.items():
-        salt = crypted.split("$")[2]
-        password = (secrets / f"web/{user}_password").read_text().strip()
-        again = subprocess.run(
-            ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
-            input=password + "\n",
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert again.stdout.strip() == crypted
-
-
 def test_secrets_example_mirrors_every_secret_the_roles_read(example_render: Render) -> None:
     mirrored = relative_files(EXAMPLE) - {"README.md"}
     generated = relative_files(example_render.secrets)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,11 +19,19 @@ ROOT = Path(__file__).parents[2]
 
 
 def test_the_installed_bridge_holds_no_local_mode_module(tmp_path: Path) -> None:
+    # Built from a copy of what the distribution is made of: setuptools writes build/ and
+    # *.egg-info beside the sources it builds, which must not land in the worktree.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "bridge", source / "bridge",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     subprocess.run(
         [venv / "bin" / "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-         str(ROOT)],
+         str(source)],
         check=True, cwd=tmp_path,
     )  # fmt: skip
     shown = subprocess.run(

@@ -1,1 +1,0 @@
-"""The bridge's HTTP face: a thin layer over the ledger, invoices and auth services."""

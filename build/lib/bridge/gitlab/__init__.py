@@ -1,1 +1,0 @@
-"""Everything that knows GitLab's shapes: webhook payloads and API access."""

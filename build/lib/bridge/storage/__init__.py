@@ -1,1 +1,0 @@
-"""Postgres access: the connection pool, migrations and the named SQL of the bridge."""

@@ -120,9 +120,13 @@ class Site:
     ca: Path
     standin: GitLabStandin
     sso: OAuth2ProxyStandin
+    browsers: list[Browser] = field(default_factory=list)
 
     def browser(self) -> Browser:
-        return Browser(self.https_port, self.ca, self.standin)
+        """A fresh browser (no cookies); closed with the site, never left to the collector."""
+        browser = Browser(self.https_port, self.ca, self.standin)
+        self.browsers.append(browser)
+        return browser
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +225,10 @@ def site(
                 server.kill()
                 raise AssertionError((work / "error.log").read_text()) from None
             time.sleep(0.1)
-    yield Site(ports["https"], secrets / "ca/ca.crt", standin, sso)
+    site = Site(ports["https"], secrets / "ca/ca.crt", standin, sso)
+    yield site
+    for browser in site.browsers:
+        browser.idp.close()
     server.terminate()
     server.wait(timeout=20)
     upstream.shutdown()

@@ -14,7 +14,8 @@ import pytest
 from tests.fixtures.dev_hub import Hub, HubFactory, ssh_keypair
 from tests.identity.hub_ssh import ssh_config, ssh_environment
 
-MAX_AGE = 20
+# Long enough for the first SSH session to start on a loaded machine, short enough to wait for.
+MAX_AGE = 60
 
 
 @pytest.fixture(scope="module")

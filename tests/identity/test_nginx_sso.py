@@ -97,7 +97,7 @@ class Browser:
         url = f"https://{BRIDGE}{path}"
         for _ in range(20):
             parts = urlsplit(url)
-            if parts.netloc == BRIDGE:
+            if parts.hostname == BRIDGE:
                 target = parts.path + (f"?{parts.query}" if parts.query else "")
                 status, answer_headers, body = self.nginx(target, headers)
                 location = answer_headers.get("Location")
@@ -120,9 +120,13 @@ class Site:
     ca: Path
     standin: GitLabStandin
     sso: OAuth2ProxyStandin
+    browsers: list[Browser] = field(default_factory=list)
 
     def browser(self) -> Browser:
-        return Browser(self.https_port, self.ca, self.standin)
+        """A fresh browser (no cookies); closed with the site, never left to the collector."""
+        browser = Browser(self.https_port, self.ca, self.standin)
+        self.browsers.append(browser)
+        return browser
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +225,10 @@ def site(
                 server.kill()
                 raise AssertionError((work / "error.log").read_text()) from None
             time.sleep(0.1)
-    yield Site(ports["https"], secrets / "ca/ca.crt", standin, sso)
+    site = Site(ports["https"], secrets / "ca/ca.crt", standin, sso)
+    yield site
+    for browser in site.browsers:
+        browser.idp.close()
     server.terminate()
     server.wait(timeout=20)
     upstream.shutdown()
@@ -232,7 +239,9 @@ def site(
 def test_pages_redirect_to_the_gitlab_login_without_a_session(site: Site) -> None:
     status, headers, _ = site.browser().nginx("/usage?client=a")
     assert status == 302
-    assert headers["Location"] == "/oauth2/start?rd=/usage?client=a"
+    location = urlsplit(headers["Location"])
+    assert (location.scheme, location.hostname) == ("https", BRIDGE)
+    assert f"{location.path}?{location.query}" == "/oauth2/start?rd=/usage?client=a"
 
 
 def test_a_member_of_an_allowed_group_gets_the_page_as_herself(site: Site) -> None:

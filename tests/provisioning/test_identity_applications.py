@@ -11,6 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.bridge.gitlab_fake import TOKEN, GitLabFake
 from tests.fixtures.provisioning import REPO
 
@@ -81,6 +83,7 @@ def changed(output: str) -> list[str]:
     return tasks
 
 
+@pytest.mark.timeout(1800)  # three playbook runs; slow on a loaded machine
 def test_applications_are_created_once_and_replaced_when_their_secret_is_lost(
     gitlab: GitLabFake, tmp_path: Path
 ) -> None:

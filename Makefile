@@ -7,13 +7,14 @@ MAKEFLAGS += --no-print-directory
 VENV := .venv
 PY := $(VENV)/bin/python
 # System packages the tests, the demo and the linters need (Debian 12 / Ubuntu 24.04 names).
-APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl
+APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl \
+	skopeo docker-registry
 # 4.74+ needs Node >= 22; Debian 12 ships Node 20.
 GITLAB_CI_LOCAL_VERSION := 4.73.0
 
 .PHONY: help setup system-packages lock test lint bench
 .PHONY: demo demo-stop
-.PHONY: secrets render deploy backup
+.PHONY: secrets render deploy backup images-lock images-mirror
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,7 +86,11 @@ SECRETS ?= secrets
 DEST ?= rendered
 INVENTORY_DIR = $(if $(wildcard ansible/inventories/$(INVENTORY)/hosts.yml),$(abspath ansible/inventories/$(INVENTORY)),$(abspath $(INVENTORY)))
 ANSIBLE = ANSIBLE_CONFIG=$(CURDIR)/ansible/ansible.cfg PATH="$(abspath $(VENV))/bin:$$PATH"
-PLAYBOOK = cd ansible && $(ANSIBLE) ansible-playbook -i $(INVENTORY_DIR) -e platform_secrets_dir=$(abspath $(SECRETS))
+# IMAGES_LOCK: another image lock than ansible/images.lock.yml (e.g. one resolved from a site registry).
+IMAGES_LOCK ?=
+PLAYBOOK = cd ansible && $(ANSIBLE) ansible-playbook -i $(INVENTORY_DIR) -e platform_secrets_dir=$(abspath $(SECRETS)) \
+  $(if $(IMAGES_LOCK),-e platform_images_lock=$(abspath $(IMAGES_LOCK)))
+IMAGES = $(PY) ansible/scripts/images.py
 
 secrets: $(VENV)/.installed ## Generate the missing secrets of INVENTORY into SECRETS (files 0600, never overwritten)
 	$(PY) ansible/scripts/make_secrets.py --inventory $(INVENTORY_DIR) --secrets $(SECRETS)
@@ -101,3 +106,10 @@ deploy: $(VENV)/.installed ## Provision every host of INVENTORY (after `make sec
 
 backup: $(VENV)/.installed ## Back up the service host of INVENTORY into MinIO now (same as the nightly timer)
 	$(PLAYBOOK) playbooks/backup.yml
+
+images-lock: $(VENV)/.installed ## Read each image tag's digest from its registry into ansible/images.lock.yml (needs registry access)
+	$(IMAGES) lock $(if $(IMAGES_LOCK),--lock $(abspath $(IMAGES_LOCK)))
+
+images-mirror: $(VENV)/.installed ## Copy every locked image by digest into the site registry MIRROR=host:port
+	@if [ -z "$(MIRROR)" ]; then echo "Set MIRROR=host:port (the site registry), e.g. make images-mirror MIRROR=registry.lab:5000" >&2; exit 1; fi
+	$(IMAGES) mirror --to $(MIRROR) $(if $(IMAGES_LOCK),--lock $(abspath $(IMAGES_LOCK)))

@@ -4,6 +4,7 @@ images built here, and the deploy's use of the lock (first play, mirror, build b
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -342,6 +343,7 @@ def mirrored_render(
     shutil.copytree(site.inventory, inventory)
     (inventory / "group_vars/all/mirror.yml").write_text(
         "platform_registry_mirror: registry.lab:5000\n"
+        "docker_engine_insecure_registries: [registry.lab:5000]\n"
     )
     dest = base / "rendered"
     done = make(
@@ -376,6 +378,9 @@ def test_a_mirror_reaches_every_pull_build_base_and_the_runners(
     collector = yaml.safe_load((mirrored_render / "opt/platform/collector/compose.yml").read_text())
     assert collector["services"]["docker-api-ro"]["image"] == ref("nginx")
     assert collector["services"]["collector"]["build"]["args"] == {"BASE_IMAGE": ref("python")}
+    # A mirror without TLS: Docker is told to pull from it over plain HTTP.
+    daemon = json.loads((mirrored_render / "etc/docker/daemon.json").read_text())
+    assert daemon["insecure-registries"] == ["registry.lab:5000"]
     runner = (mirrored_render / "etc/gitlab-runner/config.toml").read_text()
     assert '"registry.lab:5000/**"' in re.search(r"allowed_images = (.*)", runner)[1]
     assert '"registry.lab:5000/**"' in re.search(r"allowed_services = (.*)", runner)[1]
@@ -397,3 +402,5 @@ def test_without_a_mirror_images_come_by_locked_digest_from_their_registries(
         assert "registry.lab" not in service["image"]
     runner = (example_render.host("runner-01") / "etc/gitlab-runner/config.toml").read_text()
     assert re.search(r"allowed_images = (.*)", runner)[1] == '["registry.ml.example.org/**"]'
+    daemon = json.loads((example_render.host("svc-01") / "etc/docker/daemon.json").read_text())
+    assert "insecure-registries" not in daemon

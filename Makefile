@@ -8,11 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # System packages the tests, the demo and the linters need (Debian 12 / Ubuntu 24.04 names).
 APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl \
-	skopeo docker-registry
+	skopeo docker-registry \
+	debootstrap iproute2 apt-utils netcat-openbsd openssh-client gnupg
 # 4.74+ needs Node >= 22; Debian 12 ships Node 20.
 GITLAB_CI_LOCAL_VERSION := 4.73.0
 
-.PHONY: help setup system-packages lock test lint bench
+.PHONY: help setup system-packages lock test test-deploy lint bench
 .PHONY: demo demo-stop
 .PHONY: secrets render deploy backup images-lock images-mirror
 
@@ -54,8 +55,11 @@ lock: ## Regenerate constraints.txt from a fresh install of pyproject.toml
 	{ head -2 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
-test: setup ## Run every test (real Postgres, MLflow, nginx, Docker, gitlab-ci-local)
-	$(VENV)/bin/pytest
+test: setup ## Run every test but the converge test (real Postgres, MLflow, nginx, Docker, gitlab-ci-local)
+	$(VENV)/bin/pytest -m "not deploy"
+
+test-deploy: setup ## Converge test: `make deploy` of both shipped inventories on fresh Debian 12 hosts (tests/deploy/README.md)
+	$(VENV)/bin/pytest -m deploy tests/deploy
 
 lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,5 @@
-"""The local apt repository the test hosts install from (a site's own mirror, as air-gapped labs have).
+"""The local apt repository the test hosts install from (a site's own mirror, as in air-gapped
+labs).
 
 It holds exactly the Debian packages the deploy installs that a fresh host lacks (their whole
 dependency closure, downloaded with apt itself inside a copy of the host image), Docker as Debian
@@ -69,7 +70,7 @@ def download_closure(pool: Path, packages: list[str]) -> None:
         (root / "etc/apt/sources.list.d/trixie.list").write_text(
             "deb http://deb.debian.org/debian trixie main\n"
         )
-        # Only the packages asked for by suite come from trixie; their dependencies resolve in bookworm.
+        # Only packages asked for by suite come from trixie; dependencies resolve in bookworm.
         (root / "etc/apt/preferences.d/trixie").write_text(
             "Package: *\nPin: release n=trixie\nPin-Priority: 100\n"
         )
@@ -93,8 +94,9 @@ def _build_runner_packages(pool: Path) -> None:
             (root / "DEBIAN").mkdir()
             depends = "python3 (>= 3.11), ca-certificates" if files else "gitlab-runner"
             (root / "DEBIAN/control").write_text(
-                f"Package: {name}\nVersion: {RUNNER_VERSION}\nArchitecture: amd64\nMaintainer: converge test\n"
-                f"Depends: {depends}\nDescription: converge-test substitute for GitLab Runner (not GitLab's)\n"
+                f"Package: {name}\nVersion: {RUNNER_VERSION}\nArchitecture: amd64\n"
+                f"Maintainer: converge test\nDepends: {depends}\n"
+                "Description: converge-test substitute for GitLab Runner (not GitLab's)\n"
             )
             if files:
                 (root / "usr/bin").mkdir(parents=True)
@@ -119,7 +121,8 @@ def _build_runner_packages(pool: Path) -> None:
 
 
 def _index_and_sign(repo: Path, gnupghome: Path) -> str:
-    """dists/bookworm/main/binary-amd64 over pool/, signed (InRelease); returns the key fingerprint."""
+    """dists/bookworm/main/binary-amd64 over pool/, signed (InRelease); returns the key's
+    fingerprint."""
     gnupghome.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(gnupghome)}
     subprocess.run(

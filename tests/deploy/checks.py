@@ -33,10 +33,21 @@ class Https:
         name = f"{service}.{DOMAIN}"
         argv = [
             *self.host.netns(),
-            "curl", "-sS", "--max-time", "30", "--cacert", str(self.ca),
-            "--resolve", f"{name}:443:{self.host.address}",
-            "-o", "-", "-w", "\n%{http_code}", *args, f"https://{name}{path}",
-        ]  # fmt: skip
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "--cacert",
+            str(self.ca),
+            "--resolve",
+            f"{name}:443:{self.host.address}",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            *args,
+            f"https://{name}{path}",
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         body, _, status = done.stdout.rpartition("\n")
         return int(status or 0), body + done.stderr
@@ -46,7 +57,9 @@ class Https:
 
 
 def compose(site: Deployment, project_dir: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    return site.service_host().exec("docker", "compose", "--project-directory", project_dir, *argv, check=False)
+    return site.service_host().exec(
+        "docker", "compose", "--project-directory", project_dir, *argv, check=False
+    )
 
 
 def mlflow_health(https: Https) -> None:
@@ -56,17 +69,26 @@ def mlflow_health(https: Https) -> None:
 
 def mlflow_run_logged_by_ci(https: Https) -> None:
     status, body = https.curl(
-        "mlflow", "/api/2.0/mlflow/runs/create", *https.ci(),
-        "-H", "Content-Type: application/json",
-        "-d", json.dumps({"experiment_id": "0", "start_time": int(time.time() * 1000)}),
-    )  # fmt: skip
+        "mlflow",
+        "/api/2.0/mlflow/runs/create",
+        *https.ci(),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        json.dumps({"experiment_id": "0", "start_time": int(time.time() * 1000)}),
+    )
     assert status == 200, body
     run_id = json.loads(body)["run"]["info"]["run_id"]
     metric = {"run_id": run_id, "key": "converge", "value": 1.0, "timestamp": 0, "step": 0}
     status, body = https.curl(
-        "mlflow", "/api/2.0/mlflow/runs/log-metric", *https.ci(),
-        "-H", "Content-Type: application/json", "-d", json.dumps(metric),
-    )  # fmt: skip
+        "mlflow",
+        "/api/2.0/mlflow/runs/log-metric",
+        *https.ci(),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        json.dumps(metric),
+    )
     assert status == 200, body
     status, body = https.curl("mlflow", f"/api/2.0/mlflow/runs/get?run_id={run_id}", *https.ci())
     assert status == 200, body
@@ -85,26 +107,52 @@ def job_hook_recorded(https: Https) -> None:
     message = f"msg-{build_id}"
     signature = Webhook(https.secret("bridge/webhook_signing_key")).sign(message, moment, body)
     status, answer = https.curl(
-        "bridge", "/hooks/gitlab", "-X", "POST",
-        "-H", "Content-Type: application/json", "-H", "X-Gitlab-Event: Job Hook",
-        "-H", f"X-Gitlab-Token: {https.secret('bridge/webhook_token')}",
-        "-H", f"webhook-id: {message}", "-H", f"webhook-timestamp: {int(moment.timestamp())}",
-        "-H", f"webhook-signature: {signature}", "--data-binary", body,
-    )  # fmt: skip
+        "bridge",
+        "/hooks/gitlab",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Gitlab-Event: Job Hook",
+        "-H",
+        f"X-Gitlab-Token: {https.secret('bridge/webhook_token')}",
+        "-H",
+        f"webhook-id: {message}",
+        "-H",
+        f"webhook-timestamp: {int(moment.timestamp())}",
+        "-H",
+        f"webhook-signature: {signature}",
+        "--data-binary",
+        body,
+    )
     assert status in (200, 202), answer
     recorded = compose(
-        https.site, STACK, "exec", "-T", "postgres-service", "psql", "-XAt", "-U", "postgres",
-        "-d", "bridge", "-c", f"select count(*) from jobs where build_id = {build_id}",
-    )  # fmt: skip
+        https.site,
+        STACK,
+        "exec",
+        "-T",
+        "postgres-service",
+        "psql",
+        "-XAt",
+        "-U",
+        "postgres",
+        "-d",
+        "bridge",
+        "-c",
+        f"select count(*) from jobs where build_id = {int(build_id)}",  # noqa: S608 (an int)
+    )
     assert recorded.stdout.strip() == "1", recorded.stdout + recorded.stderr
 
 
 def s3_put_get(https: Https) -> None:
     """An object written and read back through the MinIO vhost with SigV4 (datasets writer)."""
     auth = [
-        "--aws-sigv4", "aws:amz:us-east-1:s3",
-        "-u", f"datasets-writer:{https.secret('minio/datasets_writer_secret_key')}",
-    ]  # fmt: skip
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "-u",
+        f"datasets-writer:{https.secret('minio/datasets_writer_secret_key')}",
+    ]
     key = f"/datasets/converge-{uuid.uuid4().hex}.txt"
     status, body = https.curl("minio", key, *auth, "-X", "PUT", "--data-binary", "converged")
     assert status == 200, body
@@ -114,7 +162,12 @@ def s3_put_get(https: Https) -> None:
 
 def backup_objects(https: Https) -> list[str]:
     """Keys in the backup bucket (listed with the MinIO root account)."""
-    auth = ["--aws-sigv4", "aws:amz:us-east-1:s3", "-u", f"platform-admin:{https.secret('minio/root_password')}"]
+    auth = [
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "-u",
+        f"platform-admin:{https.secret('minio/root_password')}",
+    ]
     status, body = https.curl("minio", "/platform-backups?list-type=2", *auth)
     assert status == 200, body
     return re.findall(r"<Key>([^<]+)</Key>", body)
@@ -133,9 +186,18 @@ def collector_proxy(site: Deployment, host_name: str) -> None:
         "    print(e.code)\n"
     )
     done = host.exec(
-        "docker", "compose", "--project-directory", COLLECTOR, "exec", "-T", "collector", "python", "-c", probe,
+        "docker",
+        "compose",
+        "--project-directory",
+        COLLECTOR,
+        "exec",
+        "-T",
+        "collector",
+        "python",
+        "-c",
+        probe,
         check=False,
-    )  # fmt: skip
+    )
     assert done.stdout.split() == ["200", "403"], done.stdout + done.stderr
 
 
@@ -146,5 +208,9 @@ def file_mtime(site: Deployment, path: str) -> float:
 def started_at(site: Deployment, service: str) -> float:
     """When the service's container (re)started, as seconds since the epoch."""
     cid = compose(site, STACK, "ps", "-q", service).stdout.strip()
-    started = site.service_host().exec("docker", "inspect", "-f", "{{.State.StartedAt}}", cid).stdout.strip()
+    started = (
+        site.service_host()
+        .exec("docker", "inspect", "-f", "{{.State.StartedAt}}", cid)
+        .stdout.strip()
+    )
     return datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()

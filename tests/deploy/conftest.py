@@ -3,7 +3,6 @@ shipped inventory; the report printed at the end."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -20,7 +19,8 @@ from tests.fixtures.registry import running_registry
 REPORT: dict[str, object] = {"sites": {}, "started": time.monotonic()}
 SUBSTITUTES = [
     "local apt mirror (Debian closure, docker.io + trixie compose/buildx, gitlab-runner stand-in)",
-    "loopback registry mirror (docker-registry) with stand-in images: nginx, postgres, python (+wheelhouse), "
+    "loopback registry mirror (docker-registry) with stand-in images: nginx, postgres, "
+    "python (+wheelhouse), "
     "minio (moto + admin calls), gitlab (API contract fake), cuda (never pulled)",
 ]
 
@@ -32,19 +32,28 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
     image = hostimage.build()
     apt_repo, fingerprint = aptrepo.build()
     tags = stand_ins.build_all()
-    # The registry's storage is kept with the other caches: pushed once per set of stand-ins.
-    key = hashlib.sha256(json.dumps(tags, sort_keys=True).encode()).hexdigest()[:12]
-    workdir = aptrepo.cache_root() / f"registry-{key}"
+    # The registry's storage is kept with the other caches: a push uploads only the layers
+    # it does not hold yet, so only a changed stand-in costs time.
+    workdir = aptrepo.cache_root() / "registry"
     lock = tmp_path_factory.mktemp("lock") / "images.lock.yml"
     with running_registry(workdir) as registry:
-        if not (workdir / "pushed").exists():
-            (workdir / "pushed").write_text("\n".join(stand_ins.push_all(registry, tags)))
-        names = (workdir / "pushed").read_text().split()
+        names = stand_ins.push_all(registry, tags)
         subprocess.run(
-            [sys.executable, str(REPO / "ansible/scripts/images.py"), "lock", "--from-registry", registry,
-             "--lock", str(lock), "--only", ",".join(names)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(REPO / "ansible/scripts/images.py"),
+                "lock",
+                "--from-registry",
+                registry,
+                "--lock",
+                str(lock),
+                "--only",
+                ",".join(names),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         REPORT["preparation_seconds"] = round(time.monotonic() - started)
         yield {
             "image": image,
@@ -103,11 +112,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     write("")
     write("==== converge test report ====")
     write(
-        f"preparation (host image, apt mirror, stand-ins, registry, lock): {REPORT.get('preparation_seconds', '?')} s"
+        "preparation (host image, apt mirror, stand-ins, registry, lock): "
+        f"{REPORT.get('preparation_seconds', '?')} s"
     )
     for name, entry in REPORT["sites"].items():  # type: ignore[union-attr]
         write(
-            f"inventory {name}: hosts {', '.join(entry['hosts'])}; {entry.get('seconds', '?')} s in all"
+            f"inventory {name}: hosts {', '.join(entry['hosts'])}; "
+            f"{entry.get('seconds', '?')} s in all"
         )
         for run in entry["runs"]:
             cells = "; ".join(

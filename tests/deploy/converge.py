@@ -76,7 +76,9 @@ class ConvergeSteps:
         record(deployment, "deploy after the kill", run)
         assert_converged(run, deployment.host_names())
         for service in ("bridge", "bridge-reconcile"):
-            assert checks.started_at(deployment, service) >= written, f"{service} still runs the old rates"
+            assert checks.started_at(deployment, service) >= written, (
+                f"{service} still runs the old rates"
+            )
         again = deployment.make("deploy", timeout=DEPLOY_TIMEOUT)
         record(deployment, "deploy once more", again)
         assert_converged(again, deployment.host_names())

@@ -153,13 +153,14 @@ class Deployment:
                 settings["ansible_host"] = name
                 settings["ansible_ssh_private_key_file"] = str(self.key)
                 settings["ansible_ssh_common_args"] = (
-                    f"-o ProxyCommand='{host.proxy_command()}' -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+                    f"-o ProxyCommand='{host.proxy_command()}' "
+                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
                 )
         (self.inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
         site = {
             "platform_domain": DOMAIN,
             "platform_service_address": self.service_host().address,
-            "platform_check_clock": False,
+            "platform_require_time_sync": False,
             "platform_registry_mirror": f"127.0.0.1:{REGISTRY_PORT}",
             "platform_images_lock": str(self.lock),
             "docker_engine_source": "distribution",
@@ -181,26 +182,34 @@ class Deployment:
         current = yaml.safe_load(path.read_text())
         path.write_text("---\n" + yaml.safe_dump({**current, **options}, sort_keys=False))
 
-    def make(self, target: str, *, kill_after_change_in: str | None = None, timeout: float = 3600) -> Run:
+    def make(
+        self, target: str, *, kill_after_change_in: str | None = None, timeout: float = 3600
+    ) -> Run:
         """`make TARGET INVENTORY=... SECRETS=...`. With kill_after_change_in, SIGKILL make and the
         playbook as soon as the task of that name reports a change (an interrupted run)."""
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "PYTHONUNBUFFERED": "1"}
         argv = ["make", "-s", target, f"INVENTORY={self.inventory}", f"SECRETS={self.secrets}"]
         start = time.monotonic()
         lines = []
-        with subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        ) as process:
+        log = (self.workdir / f"make-{target}-{int(time.time())}.log").open("w")
+        with (
+            log,
+            subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            ) as process,
+        ):
             assert process.stdout is not None
             armed = False
             for line in process.stdout:
                 lines.append(line)
+                log.write(line)
+                log.flush()
                 if line.startswith("TASK ["):
                     armed = bool(kill_after_change_in) and kill_after_change_in in line
                 elif armed and line.startswith("changed:"):
@@ -213,7 +222,6 @@ class Deployment:
                     break
             returncode = process.wait()
         output = "".join(lines)
-        (self.workdir / f"make-{target}-{int(start)}.log").write_text(output)
         return Run.parse(returncode, output, time.monotonic() - start)
 
     def stop(self) -> None:

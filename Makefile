@@ -7,7 +7,9 @@ MAKEFLAGS += --no-print-directory
 VENV := .venv
 PY := $(VENV)/bin/python
 # System packages the tests, the demo and the linters need (Debian 12 / Ubuntu 24.04 names).
-APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl docker-registry skopeo slurm-wlm munge openssh-server openssh-client
+APT_PACKAGES := postgresql-15 nginx docker.io rsync shellcheck busybox-static openssl git curl \
+	skopeo docker-registry slurm-wlm munge openssh-server openssh-client chromium socat \
+	debootstrap iproute2 apt-utils netcat-openbsd gnupg
 # 4.74+ needs Node >= 22; Debian 12 ships Node 20.
 GITLAB_CI_LOCAL_VERSION := 4.73.0
 # The installer of both Python environments (from PyPI, bootstrapped into .venv with pip).
@@ -18,9 +20,9 @@ OIDC_PROVIDER_VERSION := 9.13.3
 # JupyterHub's proxy (the hub tests and make demo-dev start it).
 CONFIGURABLE_HTTP_PROXY_VERSION := 5.3.0
 
-.PHONY: help setup system-packages lock test lint bench
+.PHONY: help setup system-packages lock test test-deploy lint bench
 .PHONY: demo demo-stop demo-dev demo-dev-stop
-.PHONY: secrets render deploy backup
+.PHONY: secrets render deploy backup images-lock images-mirror
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -82,8 +84,11 @@ lock: ## Regenerate constraints.txt from a fresh install of pyproject.toml
 	{ head -2 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
-test: setup ## Run every test (real Postgres, MLflow, nginx, Docker, gitlab-ci-local)
-	$(VENV)/bin/pytest
+test: setup ## Run every test but the converge test (real Postgres, MLflow, nginx, Docker, gitlab-ci-local)
+	$(VENV)/bin/pytest -m "not deploy"
+
+test-deploy: setup ## Converge test: `make deploy` of both shipped inventories on fresh Debian 12 hosts (tests/deploy/README.md)
+	$(VENV)/bin/pytest -m deploy tests/deploy
 
 lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
 	$(VENV)/bin/ruff check .
@@ -120,7 +125,11 @@ SECRETS ?= secrets
 DEST ?= rendered
 INVENTORY_DIR = $(if $(wildcard ansible/inventories/$(INVENTORY)/hosts.yml),$(abspath ansible/inventories/$(INVENTORY)),$(abspath $(INVENTORY)))
 ANSIBLE = ANSIBLE_CONFIG=$(CURDIR)/ansible/ansible.cfg PATH="$(abspath $(VENV))/bin:$$PATH"
-PLAYBOOK = cd ansible && $(ANSIBLE) ansible-playbook -i $(INVENTORY_DIR) -e platform_secrets_dir=$(abspath $(SECRETS))
+# IMAGES_LOCK: another image lock than ansible/images.lock.yml (e.g. one resolved from a site registry).
+IMAGES_LOCK ?=
+PLAYBOOK = cd ansible && $(ANSIBLE) ansible-playbook -i $(INVENTORY_DIR) -e platform_secrets_dir=$(abspath $(SECRETS)) \
+  $(if $(IMAGES_LOCK),-e platform_images_lock=$(abspath $(IMAGES_LOCK)))
+IMAGES = $(PY) ansible/scripts/images.py
 
 secrets: $(VENV)/.installed ## Generate the missing secrets of INVENTORY into SECRETS (files 0600, never overwritten)
 	$(PY) ansible/scripts/make_secrets.py --inventory $(INVENTORY_DIR) --secrets $(SECRETS)
@@ -136,3 +145,10 @@ deploy: $(VENV)/.installed ## Provision every host of INVENTORY (after `make sec
 
 backup: $(VENV)/.installed ## Back up the service host of INVENTORY into MinIO now (same as the nightly timer)
 	$(PLAYBOOK) playbooks/backup.yml
+
+images-lock: $(VENV)/.installed ## Read each image tag's digest from its registry into ansible/images.lock.yml (needs registry access)
+	$(IMAGES) lock $(if $(IMAGES_LOCK),--lock $(abspath $(IMAGES_LOCK)))
+
+images-mirror: $(VENV)/.installed ## Copy every locked image by digest into the site registry MIRROR=host:port
+	@if [ -z "$(MIRROR)" ]; then echo "Set MIRROR=host:port (the site registry), e.g. make images-mirror MIRROR=registry.lab:5000" >&2; exit 1; fi
+	$(IMAGES) mirror --to $(MIRROR) $(if $(IMAGES_LOCK),--lock $(abspath $(IMAGES_LOCK)))

@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.bridge",
     "tests.fixtures.gitlab",
     "tests.fixtures.local_platform",
+    "tests.fixtures.registry",
     "tests.fixtures.provisioning",
     "tests.fixtures.docker",
     "tests.fixtures.datasets",

@@ -10,7 +10,11 @@ defaults, errors and pagination follow GitLab's documentation and source
 - `GET /projects/:id/jobs?scope[]=...`: offset pages without counts (no `x-total`, no
   rel="last"), or cursor keyset pages (`pagination=keyset`, only `order_by=id&sort=desc`,
   anything else is a 405): a `Link` rel="next" with `cursor`;
-- `GET /projects/:id/jobs/:job_id`, `GET /runners/:id`;
+- `GET /projects/:id/jobs/:job_id`;
+- runners (doc/api/users.md "Create a runner linked to a user", doc/api/runners.md): `POST
+  /user/runners` (201 with `id`, `token` (glrt-), `token_expires_at`), `GET /runners/:id`,
+  `PUT /runners/:id` (description, paused, tag_list, run_untagged, locked, access_level,
+  maximum_timeout, maintenance_note; 400 when none is given);
 - `GET/POST /projects/:id/hooks` (offset pages), `GET/PUT/DELETE /projects/:id/hooks/:id`;
 - `GET/POST /applications`, `DELETE /applications/:id` (instance OAuth applications, admin):
   the secret is in the creation's answer only (doc/api/applications.md).
@@ -91,12 +95,30 @@ def stamp(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+RUNNER_SETTINGS = {
+    "description",
+    "paused",
+    "tag_list",
+    "run_untagged",
+    "locked",
+    "access_level",
+    "maximum_timeout",
+    "maintenance_note",
+}
+
+
 @dataclass
 class Runner:
     id: int
     description: str
     runner_type: str
     tags: list[str]
+    run_untagged: bool = True
+    locked: bool = False
+    paused: bool = False
+    access_level: str = "not_protected"
+    maximum_timeout: int | None = None
+    maintenance_note: str | None = None
 
     @classmethod
     def from_payload(cls, runner: dict[str, Any]) -> Runner:
@@ -118,8 +140,8 @@ class Runner:
             "id": self.id,
             "description": self.description,
             "ip_address": None,
-            "active": True,
-            "paused": False,
+            "active": not self.paused,
+            "paused": self.paused,
             "is_shared": self.runner_type == "instance_type",
             "runner_type": self.runner_type,
             "name": "gitlab-runner",
@@ -128,16 +150,16 @@ class Runner:
             "created_at": "2026-01-05T10:00:00.000Z",
             "created_by": None,
             "tag_list": self.tags,
-            "run_untagged": True,
-            "locked": False,
-            "maximum_timeout": None,
-            "access_level": "not_protected",
+            "run_untagged": self.run_untagged,
+            "locked": self.locked,
+            "maximum_timeout": self.maximum_timeout,
+            "access_level": self.access_level,
             "version": "19.4.0",
             "revision": "d79f3e7b",
             "platform": "linux",
             "architecture": "amd64",
             "contacted_at": "2026-11-22T10:00:00.000Z",
-            "maintenance_note": None,
+            "maintenance_note": self.maintenance_note,
             "projects": [],
             "groups": [],
         }
@@ -515,10 +537,14 @@ class GitLabFake:
             if job is None:
                 raise _Error(404, {"message": "404 Not found"})
             return 200, job.entity(project, base), {}
+        if method == "POST" and route == "/user/runners":
+            return 201, self._create_runner(body), {}
         if match := re.fullmatch(r"/runners/(\d+)", route):
             runner = self.runners.get(int(match[1]))
             if runner is None:
                 raise _Error(404, {"message": "404 Runner Not Found"})
+            if method == "PUT":
+                self._update_runner(runner, body)
             return 200, runner.entity(), {}
         if match := re.fullmatch(r"/projects/(\d+)/hooks", route):
             project = self._project(match[1])
@@ -566,6 +592,36 @@ class GitLabFake:
         self.applications[number] = application
         # Documented: "Returns 200 if the request succeeds", with the secret shown once.
         return 200, application, {}
+
+    def _create_runner(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("runner_type") not in {"instance_type", "group_type", "project_type"}:
+            raise _Error(400, {"error": "runner_type does not have a valid value"})
+        runner = Runner(
+            id=1 + max(self.runners, default=0),
+            description=body.get("description", ""),
+            runner_type=body["runner_type"],
+            tags=list(body.get("tag_list") or []),
+        )
+        self._update_runner(runner, body, partial=True)
+        self.runners[runner.id] = runner
+        # The authentication token is shown only here, never again.
+        token = "glrt-t1_" + "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=20))
+        return {"id": runner.id, "token": token, "token_expires_at": None}
+
+    def _update_runner(self, runner: Runner, body: dict[str, Any], partial: bool = False) -> None:
+        given = {k: v for k, v in body.items() if k in RUNNER_SETTINGS}
+        if not given and not partial:
+            missing = ", ".join(sorted(RUNNER_SETTINGS))
+            raise _Error(
+                400, {"error": f"{missing} are missing, at least one parameter must be provided"}
+            )
+        if given.get("access_level", "not_protected") not in {"not_protected", "ref_protected"}:
+            raise _Error(400, {"error": "access_level does not have a valid value"})
+        for key, value in given.items():
+            if key == "tag_list":
+                runner.tags = list(value)
+            else:
+                setattr(runner, key, value)
 
     def _project(self, project_id: str) -> Project:
         project = self.projects.get(int(project_id))

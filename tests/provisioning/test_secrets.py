@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.fixtures.provisioning import REPO, Render, make, tree_digest
+from tests.fixtures.registry import ImageLock
 
 EXAMPLE = REPO / "secrets.example"
 SERVICES = ["gitlab", "registry", "mlflow", "minio", "console", "bridge", "postgres"]
@@ -85,7 +86,9 @@ def test_secrets_example_mirrors_every_secret_the_roles_read(example_render: Ren
     assert literal <= mirrored
 
 
-def test_first_play_stops_on_missing_or_example_secrets(tmp_path: Path) -> None:
+def test_first_play_stops_on_missing_or_example_secrets(
+    tmp_path: Path, image_lock: ImageLock
+) -> None:
     secrets = tmp_path / "secrets"
     shutil.copytree(EXAMPLE, secrets)
     for path in secrets.rglob("*"):
@@ -102,6 +105,8 @@ def test_first_play_stops_on_missing_or_example_secrets(tmp_path: Path) -> None:
                 f"platform_secrets_dir={secrets}",
                 "-e",
                 "platform_render=true",
+                "-e",
+                f"platform_images_lock={image_lock.path}",
             ],
             cwd=REPO / "ansible",
             capture_output=True,

@@ -1,0 +1,220 @@
+"""Stand-ins for the upstream images, built here (nothing can be pulled on this machine).
+
+Each is built once per recipe on this machine's Docker (classic builder, `--network none`)
+from the test host image plus Debian packages (their closure downloaded with apt) or PyPI
+wheels, then pushed to a loopback registry under the real repository path and tag of
+ansible/versions.yml, so the lock and the mirror work exactly as for a site registry. They
+share one base layer, so a host pulls it once. See docs/substitutes.md for what each stands for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from tests.deploy import aptrepo, hostimage
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent / "substitutes"
+# name in versions.yml -> (Debian packages, extra build context files)
+DEBIAN_PACKAGES = {
+    "nginx": ["nginx"],
+    "postgres": ["postgresql-15"],
+    "python": ["python3-pip", "python-is-python3"],
+    "gitlab": ["curl"],
+}
+GITLAB_APP = {
+    "server.py": HERE / "gitlab/server.py",
+    "tests/__init__.py": REPO / "tests/__init__.py",
+    "tests/bridge/__init__.py": REPO / "tests/bridge/__init__.py",
+    "tests/bridge/gitlab_fake.py": REPO / "tests/bridge/gitlab_fake.py",
+    "tests/bridge/payloads.py": REPO / "tests/bridge/payloads.py",
+    "local/__init__.py": REPO / "local/__init__.py",
+    "local/ports.py": REPO / "local/ports.py",
+}
+
+
+def versions() -> dict:
+    return yaml.safe_load((REPO / "ansible/versions.yml").read_text())
+
+
+def _constraint(name: str) -> str:
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.lower().startswith(name.lower() + "=="):
+            return line.split("==", 1)[1].strip()
+    raise KeyError(f"{name} is not pinned in constraints.txt")
+
+
+def wheel_requirements() -> list[str]:
+    """What the Dockerfiles built on the hosts install, plus the MinIO stand-in's moto."""
+    return [
+        *versions()["platform_mlflow_image_packages"],
+        f"moto[server]=={_constraint('moto')}",
+        f"setuptools=={_constraint('setuptools')}" if _has("setuptools") else "setuptools>=69",
+        "wheel",
+    ]
+
+
+def _has(name: str) -> bool:
+    try:
+        _constraint(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _key(*parts: object) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path) and not part.is_relative_to(REPO):
+            # A cache folder of this module: its name already is the key of its content.
+            digest.update(str(part).encode())
+        elif isinstance(part, Path):
+            files = sorted(p for p in part.rglob("*") if p.is_file()) if part.is_dir() else [part]
+            for file in files:
+                digest.update(str(file.relative_to(REPO)).encode() + file.read_bytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]
+
+
+def wheelhouse() -> Path:
+    """PyPI wheels for the bridge image (constraints.txt) and the MLflow image, cached."""
+    requirements = wheel_requirements()
+    target = (
+        aptrepo.cache_root()
+        / f"wheels-{_key(requirements, REPO / 'constraints.txt', REPO / 'pyproject.toml')}"
+    )
+    if target.exists():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=aptrepo.cache_root()))
+    # The wheels must fit the stand-in's Python 3.11 on Debian 12, as this interpreter does.
+    python = (
+        sys.executable
+        if importlib.util.find_spec("pip")
+        else str(Path(sys.base_prefix) / "bin/python3")
+    )
+    pip = [python, "-m", "pip", "download", "-q", "-d", str(staging), "--only-binary=:all:"]
+    try:
+        subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), *requirements], check=True)
+        # The bridge's runtime dependencies (its own package is built from source on the host).
+        subprocess.run(
+            [*pip, "-c", str(REPO / "constraints.txt"), "-r", "/dev/stdin"],
+            input=_runtime_requirements(),
+            text=True,
+            check=True,
+        )
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _runtime_requirements() -> str:
+    project = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]
+    return "\n".join(project["dependencies"]) + "\n"
+
+
+def _debs(packages: list[str]) -> Path:
+    target = aptrepo.cache_root() / f"debs-{_key(hostimage.image_name(), packages)}"
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=aptrepo.cache_root()))
+        try:
+            aptrepo.download_closure(staging, packages)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _build(
+    tag: str, dockerfile: Path, context_files: dict[str, Path], args: dict[str, str]
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
+        context = Path(tmp)
+        shutil.copy(dockerfile, context / "Dockerfile")
+        for name, source in context_files.items():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, context / name)
+            else:
+                shutil.copy(source, context / name)
+        argv = ["docker", "build", "-q", "--network", "none", "-t", tag]
+        for name, value in args.items():
+            argv += ["--build-arg", f"{name}={value}"]
+        built = subprocess.run([*argv, str(context)], capture_output=True, text=True)
+        if built.returncode != 0:
+            raise RuntimeError(
+                f"building {tag} failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}"
+            )
+
+
+def _image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def build_all() -> dict[str, str]:
+    """Local tags of every stand-in, by versions.yml name (built only when missing)."""
+    base = hostimage.build()
+    tags: dict[str, str] = {}
+    for name, packages in DEBIAN_PACKAGES.items():
+        extra: dict[str, Path] = {"debs": _debs(packages)}
+        if name == "postgres":
+            extra["docker-entrypoint.sh"] = HERE / "postgres/docker-entrypoint.sh"
+        if name == "python":
+            extra["wheels"] = wheelhouse()
+        if name == "gitlab":
+            extra["gitlab-rails"] = HERE / "gitlab/gitlab-rails"
+            extra |= {f"app/{k}": v for k, v in GITLAB_APP.items()}
+        parent = tags["python"] if name == "gitlab" else base
+        tag = f"deploytest-standin-{name}:{_key(parent, HERE / name, packages, *extra.values())}"
+        if not _image_exists(tag):
+            _build(tag, HERE / name / "Dockerfile", extra, {"BASE": parent})
+        tags[name] = tag
+    minio_args = {
+        "PYTHON": tags["python"],
+        "MOTO_VERSION": _constraint("moto"),
+        "MINIO_VERSION": _constraint("minio"),
+    }
+    tags["minio"] = f"deploytest-standin-minio:{_key(HERE / 'minio', minio_args)}"
+    if not _image_exists(tags["minio"]):
+        _build(
+            tags["minio"], HERE / "minio/Dockerfile", {"minio": HERE / "minio/minio"}, minio_args
+        )
+    tags["cuda_smoke"] = f"deploytest-standin-cuda:{_key(base, HERE / 'cuda')}"
+    if not _image_exists(tags["cuda_smoke"]):
+        _build(tags["cuda_smoke"], HERE / "cuda/Dockerfile", {}, {"BASE": base})
+    return tags
+
+
+def repository_path(reference: str) -> str:
+    """`nginx:1.2` -> `library/nginx:1.2`, as Docker Hub names it (and as a mirror holds it)."""
+    name = reference.split("@")[0]
+    first = name.split("/")[0]
+    if "/" not in name:
+        return f"library/{name}"
+    if re.search(r"[.:]", first) or first == "localhost":
+        return name.split("/", 1)[1]
+    return name
+
+
+def push_all(registry: str, tags: dict[str, str]) -> list[str]:
+    """Push every stand-in to `registry` under its versions.yml repository:tag; return the names."""
+    images = versions()["platform_images"]
+    pushed = []
+    for name, local in tags.items():
+        remote = f"{registry}/{repository_path(images[name])}"
+        subprocess.run(["docker", "tag", local, remote], check=True)
+        subprocess.run(["docker", "push", "-q", remote], check=True, capture_output=True)
+        subprocess.run(["docker", "rmi", remote], check=True, capture_output=True)
+        pushed.append(name)
+    return pushed

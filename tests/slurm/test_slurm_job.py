@@ -29,6 +29,7 @@ from tests.fixtures.local_platform import (
     mlflow_run,
 )
 from tests.slurm.conftest import HpcCluster
+from tests.templates.test_train import this_runtime
 
 EXAMPLE = REPO / "examples" / "hpc-analysis"
 CPU_HOUR_PRICE = Decimal("36.00")  # the `hpc:` prices of the test rates file
@@ -84,7 +85,9 @@ def _slurm_job_id(run: PipelineRun, job: str) -> str:
     return run.dotenv(job, "platform-run.env")["PLATFORM_SLURM_JOB_ID"]
 
 
-def test_example_runs_on_the_cluster_and_is_tracked_and_billed(ci_project, empty_queue) -> None:
+def test_example_runs_on_the_cluster_and_is_tracked_and_billed(
+    ci_project, empty_queue, git_server
+) -> None:
     cluster = empty_queue
     project = _project(
         ci_project, cluster, source=EXAMPLE, files={".gitlab-ci.yml": _example_ci(cluster)}
@@ -136,7 +139,12 @@ def test_example_runs_on_the_cluster_and_is_tracked_and_billed(ci_project, empty
     assert mlflow["params"]["fastest_strain"] == "mutant-b"
     assert mlflow["params"]["slurm.cpus"] == "2"
     assert mlflow["metrics"]["mean_growth_wild_type"] == summary["wild-type"]["mean"]
+    # Provenance as GitLab compiled the include, and what really ran the CI job: local mode's
+    # shell executor, so no image (the placeholder digest the example names did not run).
     assert mlflow["tags"]["platform.template"] == f"slurm-job@{TEMPLATE_VERSION}"
+    assert mlflow["tags"]["platform.template.sha"] == git_server.templates_sha
+    assert mlflow["tags"]["platform.image"] == ""
+    assert json.loads(mlflow["tags"]["platform.runtime"]) == this_runtime()
     assert mlflow["tags"]["slurm.job_id"] == slurm_id
     keys = [
         item["Key"]

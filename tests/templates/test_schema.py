@@ -34,6 +34,9 @@ REQUIRED = {
     "metric": "test_roc_auc",
     "threshold": 0.95,
     "environment": "python-ml",
+    "login_host": "$SLURM_LOGIN_HOST",
+    "login_user": "$SLURM_USER",
+    "remote_root": "~/ci",
 }
 WHOLE = re.compile(r"^\$\[\[\s*(inputs|component)\.(\w+)\s*\]\]$")
 PART = re.compile(r"\$\[\[\s*(inputs|component)\.(\w+)\s*\]\]")

@@ -56,6 +56,10 @@ def hostile_api(datasets_env: dict[str, str], gitlab: GitLabFake) -> Iterator[Te
     gitlab.add_project("lab/qc")
     env = {**datasets_env, "BRIDGE_GITLAB_URL": gitlab.url, "BRIDGE_GITLAB_TOKEN": TOKEN}
     with TestClient(create_app(Settings.from_env(env)), base_url="https://testserver") as client:
+        # The pool opens its connection in the background, drawing its expiry jitter from the
+        # global `random`; Hypothesis refuses a test during which that state moves, so the
+        # connection is made before the first example.
+        client.app.state.bridge.db.pool.wait(timeout=60)
         yield client
 
 

@@ -35,12 +35,18 @@ def python312() -> str:
     chosen = os.environ.get("MLFLOW_OIDC_PYTHON")
     for candidate in (chosen,) if chosen else PYTHON_CANDIDATES:
         found = shutil.which(candidate)
-        if found:
+        # A name on PATH may not run (a pyenv shim of a version that is not selected).
+        if found and _is_312_or_newer(found):
             return found
     raise RuntimeError(
         "mlflow-oidc-auth needs Python >= 3.12 and none was found; "
         "install one and set MLFLOW_OIDC_PYTHON=/path/to/python3.12"
     )
+
+
+def _is_312_or_newer(python: str) -> bool:
+    check = "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)"
+    return subprocess.run([python, "-c", check], capture_output=True, check=False).returncode == 0
 
 
 def ensure_venv(venv: Path = VENV) -> Path:

@@ -27,6 +27,7 @@ from local.identity.standin import GitLabStandin
 from local.ports import free_port
 from tests.fixtures.identity import StandinFactory, standin_config
 from tests.fixtures.provisioning import REPO, make
+from tests.fixtures.registry import ImageLock
 from tests.identity.oauth2_proxy_standin import OAuth2ProxyStandin
 
 DOMAIN = "ml.example.org"
@@ -131,7 +132,9 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(
-    session_identity_standin: StandinFactory, tmp_path_factory: pytest.TempPathFactory
+    session_identity_standin: StandinFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    image_lock: ImageLock,
 ) -> Iterator[Site]:
     # Own secrets (CA and certificate) and a render of the nginx role only: quicker than the
     # whole-inventory render the provisioning tests share.
@@ -185,6 +188,8 @@ def site(
             "platform_render=true",
             "-e",
             f"platform_render_dest={dest}",
+            "-e",
+            f"platform_images_lock={image_lock.path}",
             "-e",
             "ansible_connection=local",
             "-e",

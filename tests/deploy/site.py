@@ -24,6 +24,7 @@ from tests.deploy.hosts import Host, Site
 
 REPO = Path(__file__).resolve().parents[2]
 APT_PORT = 8080
+GITLAB_RUNNER_PATH = "gitlab-runner"
 REGISTRY_PORT = 5000
 RECAP = re.compile(
     r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE
@@ -104,6 +105,7 @@ class Deployment:
         )
         public = (self.workdir / "id_ed25519.pub").read_text().strip()
         key = (self.apt_repo / "gpgkey").read_text()
+        served = self._apt_tree()
         registry_config = self.workdir / "registry.yml"
         registry_config.write_text(
             yaml.safe_dump(
@@ -126,7 +128,7 @@ class Deployment:
                 "--bind",
                 "127.0.0.1",
                 "-d",
-                str(self.apt_repo),
+                str(served),
                 log=self.workdir / f"{name}-apt.log",
             )
             host.spawn(
@@ -136,6 +138,17 @@ class Deployment:
                 log=self.workdir / f"{name}-registry.log",
             )
         self._write_inventory()
+
+    def _apt_tree(self) -> Path:
+        """What the apt mirror serves: the site's Debian mirror at its root and the same
+        repository again under GITLAB_RUNNER_PATH, as a separate source for GitLab Runner's
+        apt repository (apt refuses one URI and suite listed twice with different keys)."""
+        served = self.workdir / "apt"
+        served.mkdir()
+        for entry in ("dists", "pool", "gpgkey"):
+            (served / entry).symlink_to(self.apt_repo / entry)
+        (served / GITLAB_RUNNER_PATH).symlink_to(self.apt_repo)
+        return served
 
     def service_host(self) -> Host:
         return self.site.hosts[
@@ -164,8 +177,8 @@ class Deployment:
             "platform_registry_mirror": f"127.0.0.1:{REGISTRY_PORT}",
             "platform_images_lock": str(self.lock),
             "docker_engine_source": "distribution",
-            "runner_host_apt_url": f"http://127.0.0.1:{APT_PORT}/",
-            "runner_host_apt_key_url": f"http://127.0.0.1:{APT_PORT}/gpgkey",
+            "runner_host_apt_url": f"http://127.0.0.1:{APT_PORT}/{GITLAB_RUNNER_PATH}/",
+            "runner_host_apt_key_url": f"http://127.0.0.1:{APT_PORT}/{GITLAB_RUNNER_PATH}/gpgkey",
             "runner_host_apt_key_fingerprint": self.apt_fingerprint,
         }
         (self.inventory / "group_vars/all/test-site.yml").write_text(

@@ -168,6 +168,8 @@ def build_all() -> dict[str, str]:
     tags: dict[str, str] = {}
     for name, packages in DEBIAN_PACKAGES.items():
         extra: dict[str, Path] = {"debs": _debs(packages)}
+        if name == "nginx":
+            extra["nginx"] = HERE / "nginx/nginx"
         if name == "postgres":
             extra["docker-entrypoint.sh"] = HERE / "postgres/docker-entrypoint.sh"
         if name == "python":

@@ -175,10 +175,11 @@ class DeployGitLab(GitLabFake):
         if route.startswith("/admin/ci/variables"):
             return self._variables(method, route, body)
         if route == "/user/runners" and method == "POST":
-            runner_id = 9000 + len(self.runner_tokens)
-            runner_token = "glrt-" + secrets.token_urlsafe(20)
-            self.runner_tokens[runner_token] = runner_id
-            return 201, {"id": runner_id, "token": runner_token, "token_expires_at": None}, {}
+            # The contract fake's runner (GET/PUT /runners/:id read it), plus its token for
+            # POST /runners/verify.
+            created = self._create_runner(body)
+            self.runner_tokens[created["token"]] = created["id"]
+            return 201, created, {}
         if route == "/runners/verify" and method == "POST":
             if body.get("token") not in self.runner_tokens:
                 raise _Error(403, {"message": "403 Forbidden"})

@@ -82,7 +82,11 @@ def test_the_image_recipe_pins_its_packages_and_carries_the_hub_package(
 ) -> None:
     folder = _root(renders, inventory) / "opt/platform/jupyterhub"
     recipe = (folder / "Dockerfile").read_text()
-    assert "@sha256:" in recipe.splitlines()[3]
+    # The base is the locked digest, passed as a build argument (compose and the build task).
+    assert "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n" in recipe
+    compose_file = _root(renders, inventory) / "opt/platform/compose/compose.yml"
+    compose = yaml.safe_load(compose_file.read_text())
+    assert "@sha256:" in compose["services"]["jupyterhub"]["build"]["args"]["BASE_IMAGE"]
     assert '"jupyterhub==6.1.1"' in recipe
     assert '"configurable-http-proxy@5.3.0"' in recipe
     source = REPO / "environments" / "hub"

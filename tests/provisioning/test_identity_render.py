@@ -11,7 +11,7 @@ import stat
 import pytest
 import yaml
 
-from tests.fixtures.provisioning import INVENTORIES, Render
+from tests.fixtures.provisioning import INVENTORIES, REPO, Render
 
 PLACEHOLDER = "issued-by-gitlab-at-deploy"
 
@@ -67,7 +67,7 @@ def test_compose_runs_oauth2_proxy_and_mlflow_with_the_plugin(render: Render) ->
     compose = yaml.safe_load((platform(render) / "opt/platform/compose/compose.yml").read_text())
     services = compose["services"]
     proxy = services["oauth2-proxy"]
-    assert proxy["image"].startswith("quay.io/oauth2-proxy/oauth2-proxy:")
+    assert proxy["image"].startswith("quay.io/oauth2-proxy/oauth2-proxy@sha256:")
     flags = proxy["command"]
     assert "--provider=gitlab" in flags
     assert "--set-xauthrequest" in flags
@@ -80,7 +80,13 @@ def test_compose_runs_oauth2_proxy_and_mlflow_with_the_plugin(render: Render) ->
     optional = [e for e in services["mlflow"]["env_file"] if isinstance(e, dict)]
     assert optional == [{"path": "/opt/platform/env/mlflow-oidc.env", "required": False}]
     dockerfile = (platform(render) / "opt/platform/mlflow/Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.1[2-9]", dockerfile, re.MULTILINE)
+    assert "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n" in dockerfile
+    # mlflow-oidc-auth needs Python >= 3.12: MLflow is built on the locked `mlflow_python`.
+    versions = yaml.safe_load((REPO / "ansible/versions.yml").read_text())["platform_images"]
+    assert re.fullmatch(r"python:3\.1[2-9][.\w-]*", versions["mlflow_python"])
+    base = services["mlflow"]["build"]["args"]["BASE_IMAGE"]
+    assert base.startswith("python@sha256:")
+    assert base != services["bridge"]["build"]["args"]["BASE_IMAGE"]  # the bridge stays on 3.11
     assert "mlflow-oidc-auth==" in dockerfile
 
 

@@ -17,7 +17,7 @@ PLACEHOLDER = "issued-by-gitlab-at-deploy"
 
 
 def env_file(path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines())
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {key: value for key, value in pairs if key and not key.startswith("#")}
 
 

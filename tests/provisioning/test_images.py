@@ -371,7 +371,7 @@ def test_a_mirror_reaches_every_pull_build_base_and_the_runners(
         "services"
     ]
     pulled = {s["image"] for s in services.values() if "build" not in s}
-    assert pulled == {ref("gitlab"), ref("nginx"), ref("postgres"), ref("minio")}
+    assert pulled == {ref(n) for n in ("gitlab", "nginx", "postgres", "minio", "oauth2_proxy")}
     built = [s["build"] for s in services.values() if "build" in s]
     assert built
     assert all(b["args"] == {"BASE_IMAGE": ref("python")} for b in built)

@@ -26,6 +26,7 @@ import yaml
 
 from local.ports import free_port
 from tests.fixtures.provisioning import REPO, Render
+from tests.fixtures.registry import ImageLock
 
 DOMAIN = "ml.example.org"
 
@@ -102,7 +103,10 @@ def upstream() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def proxy(
-    example_render: Render, upstream: int, tmp_path_factory: pytest.TempPathFactory
+    example_render: Render,
+    upstream: int,
+    tmp_path_factory: pytest.TempPathFactory,
+    image_lock: ImageLock,
 ) -> Iterator[Proxy]:
     work = tmp_path_factory.mktemp("nginx-live")
     (work / "temp").mkdir()
@@ -137,6 +141,8 @@ def proxy(
             "platform_render=true",
             "-e",
             f"platform_render_dest={dest}",
+            "-e",
+            f"platform_images_lock={image_lock.path}",
             "-e",
             "ansible_connection=local",
             "-e",

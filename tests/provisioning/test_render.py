@@ -129,10 +129,14 @@ def test_compose_files_follow_the_compose_specification(
             if "jobs" in service.get("profiles", []):
                 continue
             check = service.get("healthcheck", {})
-            assert check.get("test"), f"{path}: {name}"
+            # oauth2-proxy's image has no shell and no HTTP client to probe itself with; while it
+            # is down nginx's auth_request fails closed (500) on the pages it guards.
+            if name != "oauth2-proxy":
+                assert check.get("test"), f"{path}: {name}"
             assert not check.get("disable"), f"{path}: {name}"
             socket_mounts = [v for v in service.get("volumes", []) if "docker.sock" in str(v)]
-            assert not socket_mounts or name == "docker-api-ro", name
+            # The collector's read-only proxy, and the hub, which starts the users' containers.
+            assert not socket_mounts or name in {"docker-api-ro", "jupyterhub"}, name
 
 
 def test_gitlab_is_gated_on_its_readiness_endpoint(example_render: Render) -> None:
@@ -250,8 +254,8 @@ def test_nginx_accepts_the_rendered_configurations(
                 str(tmp_path / "error.log"),
                 "-c",
                 str(config),
-                "-g",
-                f"pid {tmp_path}/nginx.pid;",
+                # The collector's proxy names its own pid file (/tmp, as its unprivileged user).
+                *([] if "\npid " in config.read_text() else ["-g", f"pid {tmp_path}/nginx.pid;"]),
             ],
             capture_output=True,
             text=True,

@@ -306,7 +306,15 @@ def test_env_files_hold_what_the_services_read(example_render: Render) -> None:
         "BRIDGE_WEBHOOK_SIGNING_KEY",
         "BRIDGE_ADMIN_TOKEN",
         "BRIDGE_GITLAB_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "BRIDGE_DATASETS_BUCKET",
     }
+    # The dataset store: MinIO's datasets bucket through its writer account.
+    assert bridge["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert bridge["AWS_ACCESS_KEY_ID"] == "datasets-writer"
+    assert bridge["BRIDGE_DATASETS_BUCKET"] == "datasets"
     assert bridge["BRIDGE_WEBHOOK_SIGNING_KEY"].startswith("whsec_")
     assert bridge["BRIDGE_GITLAB_TOKEN"].startswith("glpat-")
     assert read("mlflow.env")["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://mlflow:")

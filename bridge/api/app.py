@@ -67,6 +67,7 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
         runs.PATH: settings.max_run_bytes,
         usage_samples.PATH: settings.max_samples_bytes,
         dataset_routes.PATH: settings.max_manifest_bytes,
+        hpc_routes.PATH: hpc_routes.MAX_BODY_BYTES,
     }
     app.add_middleware(errors.BodyLimit, limits=body_limits, default=settings.max_other_bytes)
     # Added last, so it wraps everything else: no exception escapes without the envelope.

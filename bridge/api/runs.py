@@ -9,11 +9,11 @@ FastAPI body parameter, which would parse any body, unbounded, before the token 
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bridge import provenance
 from bridge.api.deps import Bridge, BridgeDep, bearer_token, inline_schema
@@ -51,15 +51,39 @@ def job_identity(request: Request, bridge: BridgeDep) -> JobIdentity:
         ) from None
 
 
-async def run_report(request: Request) -> RunReport:
-    body = await request.body()  # bounded by BRIDGE_MAX_RUN_BYTES (BodyLimit)
+Report = TypeVar("Report", bound=BaseModel)
+
+
+class TokenBoundReport(Protocol):
+    def contradictions(self, identity: JobIdentity) -> list[str]: ...
+
+
+def parse_body(model: type[Report], body: bytes) -> Report:
+    """The body as `model`: 400 when it is not JSON, 422 naming the fields otherwise."""
     try:
-        return RunReport.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
         if errors[0]["type"] == "json_invalid":
             raise ApiError(400, "malformed_json", errors[0]["msg"]) from None
         raise ApiError(422, "invalid_request", describe_errors(errors)) from None
+
+
+def refuse_contradictions(report: TokenBoundReport, identity: JobIdentity) -> None:
+    """Identity comes from the token: a body that says otherwise is refused (422)."""
+    contradictions = report.contradictions(identity)
+    if contradictions:
+        raise ApiError(
+            422,
+            "contradicts_token",
+            "identity comes from the CI ID token, and the body disagrees: "
+            + "; ".join(contradictions),
+        )
+
+
+async def run_report(request: Request) -> RunReport:
+    # Bounded by BRIDGE_MAX_RUN_BYTES (BodyLimit) before it is read.
+    return parse_body(RunReport, await request.body())
 
 
 @router.post(
@@ -90,14 +114,7 @@ def record_run(
     identity: Annotated[JobIdentity, Depends(job_identity)],
     report: Annotated[RunReport, Depends(run_report)],
 ) -> JSONResponse:
-    contradictions = report.contradictions(identity)
-    if contradictions:
-        raise ApiError(
-            422,
-            "contradicts_token",
-            "identity comes from the CI ID token, and the body disagrees: "
-            + "; ".join(contradictions),
-        )
+    refuse_contradictions(report, identity)
     client = bridge.rates.client_of(identity.project_path)
     with bridge.db.connection() as conn:
         outcome = provenance.record(conn, bridge.settings.instance, identity, client, report)

@@ -11,42 +11,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from bridge.api.deps import BridgeDep
 from bridge.api.errors import ApiError
-from bridge.api.runs import job_identity
+from bridge.api.runs import job_identity, parse_body, refuse_contradictions
 from bridge.hpc.usage import HpcUsageReport, Outcome, record
 from bridge.provenance import JobIdentity
 
-router = APIRouter(prefix="/api/v1", tags=["hpc"])
+PATH = "/api/v1/hpc-usage"
+router = APIRouter(tags=["hpc"])
 
+# A report is a few hundred bytes; the app's BodyLimit enforces this before the body is read.
 MAX_BODY_BYTES = 16 * 1024
 
 
 async def usage_report(request: Request) -> HpcUsageReport:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    try:
-        return HpcUsageReport.model_validate_json(bytes(body))
-    except ValidationError as exc:
-        errors = exc.errors()
-        if errors[0]["type"] == "json_invalid":
-            raise ApiError(400, "malformed_json", errors[0]["msg"]) from None
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]
-        )
-        raise ApiError(422, "invalid_request", problems) from None
+    return parse_body(HpcUsageReport, await request.body())
 
 
 @router.post(
-    "/hpc-usage",
+    PATH,
     status_code=201,
     summary="Record Slurm's accounted usage of the cluster job of the CI job named by the token",
     description="`Authorization: Bearer <CI ID token>` (audience = this bridge). Billed as "
@@ -73,14 +57,7 @@ def record_hpc_usage(
     identity: Annotated[JobIdentity, Depends(job_identity)],
     report: Annotated[HpcUsageReport, Depends(usage_report)],
 ) -> JSONResponse:
-    contradictions = report.contradictions(identity)
-    if contradictions:
-        raise ApiError(
-            422,
-            "contradicts_token",
-            "identity comes from the CI ID token, and the body disagrees: "
-            + "; ".join(contradictions),
-        )
+    refuse_contradictions(report, identity)
     client = bridge.rates.client_of(identity.project_path)
     with bridge.db.connection() as conn:
         outcome = record(conn, bridge.settings.instance, identity, client, report)

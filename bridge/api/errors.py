@@ -19,11 +19,12 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from bridge.auth import Forbidden
@@ -77,6 +78,20 @@ def describe_errors(errors: list[Any]) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]
     )
+
+
+Report = TypeVar("Report", bound=BaseModel)
+
+
+def parse_body(model: type[Report], body: bytes) -> Report:
+    """The body as `model`: 400 when it is not JSON, 422 naming the fields otherwise."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        if errors[0]["type"] == "json_invalid":
+            raise ApiError(400, "malformed_json", errors[0]["msg"]) from None
+        raise ApiError(422, "invalid_request", describe_errors(errors)) from None
 
 
 def install(app: FastAPI) -> None:

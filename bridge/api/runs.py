@@ -9,15 +9,14 @@ FastAPI body parameter, which would parse any body, unbounded, before the token 
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
 
 from bridge import provenance
 from bridge.api.deps import Bridge, BridgeDep, bearer_token, inline_schema
-from bridge.api.errors import ApiError, describe_errors
+from bridge.api.errors import ApiError, parse_body
 from bridge.provenance import IdTokenVerifier, JobIdentity, Outcome, RunReport
 from bridge.settings import ConfigError
 
@@ -51,22 +50,8 @@ def job_identity(request: Request, bridge: BridgeDep) -> JobIdentity:
         ) from None
 
 
-Report = TypeVar("Report", bound=BaseModel)
-
-
 class TokenBoundReport(Protocol):
     def contradictions(self, identity: JobIdentity) -> list[str]: ...
-
-
-def parse_body(model: type[Report], body: bytes) -> Report:
-    """The body as `model`: 400 when it is not JSON, 422 naming the fields otherwise."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False)
-        if errors[0]["type"] == "json_invalid":
-            raise ApiError(400, "malformed_json", errors[0]["msg"]) from None
-        raise ApiError(422, "invalid_request", describe_errors(errors)) from None
 
 
 def refuse_contradictions(report: TokenBoundReport, identity: JobIdentity) -> None:

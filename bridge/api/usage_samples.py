@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.api.deps import BridgeDep, bearer_token, inline_schema
-from bridge.api.errors import ApiError, describe_errors
+from bridge.api.errors import ApiError, parse_body
 from bridge.auth import collector_host
 from bridge.usage import MAX_SAMPLES, Sample, record_samples
 
@@ -42,15 +42,11 @@ async def sample_batch(
     request: Request, bridge: BridgeDep, _host: Annotated[str, Depends(collector)]
 ) -> SampleBatch:
     """The body, read only once the token is known good."""
-    body = await request.body()
     try:
-        return SampleBatch.model_validate_json(body)
-    except ValidationError as exc:
+        return parse_body(SampleBatch, await request.body())
+    except ApiError:
         bridge.metrics.samples.labels("rejected").inc()
-        errors = exc.errors(include_input=False, include_url=False)
-        if errors[0]["type"] == "json_invalid":
-            raise ApiError(400, "malformed_json", errors[0]["msg"]) from None
-        raise ApiError(422, "invalid_request", describe_errors(errors)) from None
+        raise
 
 
 @router.post(

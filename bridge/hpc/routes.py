@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from bridge.api.deps import BridgeDep
-from bridge.api.errors import ApiError
-from bridge.api.runs import job_identity, parse_body, refuse_contradictions
+from bridge.api.errors import ApiError, parse_body
+from bridge.api.runs import job_identity, refuse_contradictions
 from bridge.hpc.usage import HpcUsageReport, Outcome, record
 from bridge.provenance import JobIdentity
 

@@ -101,3 +101,24 @@ def mlflow_sso(
     server.start()
     yield MlflowSso(server, standin)
     server.stop()
+
+
+@dataclass
+class GroupSync:
+    """The deploy's first group sync on the session's MLflow, and the admin it ran as."""
+
+    admin: str
+    token: str
+    first_run: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def group_sync(mlflow_sso: MlflowSso, tmp_path_factory: pytest.TempPathFactory) -> GroupSync:
+    """Runs the group sync once per session, as the deploy's timer would after the install; every
+    module that needs the grants shares this run, so its output is that of a first sync."""
+    with mlflow_sso.session("carol") as admin:
+        token = mlflow_sso.access_token(admin)
+        username = mlflow_sso.username(admin)
+    done = mlflow_sso.sync_groups(username, token, tmp_path_factory.mktemp("sync"))
+    assert done.returncode == 0, done.stderr
+    return GroupSync(username, token, done)

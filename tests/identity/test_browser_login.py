@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.identity.conftest import API, MlflowSso
+from tests.identity.conftest import API, GroupSync, MlflowSso
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "identity"
 CHROMIUM = "/usr/bin/chromium"
@@ -18,14 +18,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 @pytest.fixture(scope="module")
-def experiment(mlflow_sso: MlflowSso, tmp_path_factory: pytest.TempPathFactory) -> str:
-    with mlflow_sso.session("carol") as admin:
-        done = mlflow_sso.sync_groups(
-            mlflow_sso.username(admin),
-            mlflow_sso.access_token(admin),
-            tmp_path_factory.mktemp("sync"),
-        )
-    assert done.returncode == 0, done.stderr
+def experiment(mlflow_sso: MlflowSso, group_sync: GroupSync) -> str:
     name = "team-a/browser-login"
     with mlflow_sso.session("alice") as alice:
         created = alice.post(f"{mlflow_sso.url}{API}/experiments/create", json={"name": name})

@@ -14,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.identity.conftest import API, MlflowSso
+from tests.identity.conftest import API, GroupSync, MlflowSso
 
 SPOOFED_IDENTITY_HEADERS = (
     "X-Forwarded-User",
@@ -42,15 +42,11 @@ def experiment_names(answer: httpx.Response) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def teams(mlflow_sso: MlflowSso, tmp_path_factory: pytest.TempPathFactory) -> MlflowSso:
+def teams(mlflow_sso: MlflowSso, group_sync: GroupSync) -> MlflowSso:
     """The group sync granted every GitLab group its experiments; team-a and team-b each hold
     one experiment, created by a member through the UI session."""
-    with mlflow_sso.session("carol") as admin:
-        token = mlflow_sso.access_token(admin)
-        username = mlflow_sso.username(admin)
-    done = mlflow_sso.sync_groups(username, token, tmp_path_factory.mktemp("sync"))
-    assert done.returncode == 0, done.stderr
-    assert "granted ^team-a/.* to group team-a" in done.stdout
+    assert "granted ^team-a/.* to group team-a" in group_sync.first_run.stdout
+    assert "granted ^team-b/.* to group team-b" in group_sync.first_run.stdout
     for user, name in (("alice", "team-a/churn"), ("bob", "team-b/vision")):
         with mlflow_sso.session(user) as session:
             answer = session.post(f"{mlflow_sso.url}{API}/experiments/create", json={"name": name})

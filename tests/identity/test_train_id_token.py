@@ -17,7 +17,7 @@ import pytest
 from local import gcl
 from local.issuer import LocalIssuer, gitlab_claims
 from tests.fixtures.local_platform import IMAGE, GitServer, RunningBridge, include
-from tests.identity.conftest import API, MlflowSso
+from tests.identity.conftest import API, GroupSync, MlflowSso
 from tests.identity.test_mlflow_sso import bearer
 
 TRAIN = """\
@@ -29,14 +29,7 @@ mlflow.log_metric("loss", 0.25)
 
 
 @pytest.fixture(scope="module")
-def granted(mlflow_sso: MlflowSso, tmp_path_factory: pytest.TempPathFactory) -> MlflowSso:
-    with mlflow_sso.session("carol") as admin:
-        done = mlflow_sso.sync_groups(
-            mlflow_sso.username(admin),
-            mlflow_sso.access_token(admin),
-            tmp_path_factory.mktemp("sync"),
-        )
-    assert done.returncode == 0, done.stderr
+def granted(mlflow_sso: MlflowSso, group_sync: GroupSync) -> MlflowSso:
     with mlflow_sso.session("alice"):
         pass  # GitLab users exist in MLflow once they have logged in (or been provisioned)
     return mlflow_sso

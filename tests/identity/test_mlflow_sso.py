@@ -41,6 +41,14 @@ def experiment_names(answer: httpx.Response) -> set[str]:
     return {e["name"] for e in answer.json().get("experiments", [])}
 
 
+def assert_sees_only_its_team(answer: httpx.Response, experiment: str) -> None:
+    """The search shows `experiment` and nothing outside its team (other modules of the
+    session may have added experiments to the same team)."""
+    names = experiment_names(answer)
+    assert experiment in names, names
+    assert {name.split("/", 1)[0] for name in names} == {experiment.split("/", 1)[0]}, names
+
+
 @pytest.fixture(scope="module")
 def teams(mlflow_sso: MlflowSso, group_sync: GroupSync) -> MlflowSso:
     """The group sync granted every GitLab group its experiments; team-a and team-b each hold
@@ -85,14 +93,14 @@ def test_client_sent_identity_headers_are_ignored(teams: MlflowSso) -> None:
     spoofed = dict.fromkeys(SPOOFED_IDENTITY_HEADERS, "carol@example.test")
     assert search(None, teams, headers=spoofed).status_code == 401
     with teams.session("alice") as alice:
-        assert experiment_names(search(alice, teams, headers=spoofed)) == {"team-a/churn"}
+        assert_sees_only_its_team(search(alice, teams, headers=spoofed), "team-a/churn")
         status = alice.get(f"{teams.url}/auth/status", headers=spoofed).json()
         assert status["username"] == "alice@example.test"
 
 
 def test_a_member_sees_only_her_groups_experiments_in_the_ui(teams: MlflowSso) -> None:
     with teams.session("alice") as alice:
-        assert experiment_names(search(alice, teams)) == {"team-a/churn"}
+        assert_sees_only_its_team(search(alice, teams), "team-a/churn")
         other = alice.get(
             f"{teams.url}{API}/experiments/get-by-name", params={"experiment_name": "team-b/vision"}
         )
@@ -105,21 +113,21 @@ def test_a_member_sees_only_her_groups_experiments_in_the_ui(teams: MlflowSso) -
             == 403
         )
     with teams.session("bob") as bob:
-        assert experiment_names(search(bob, teams)) == {"team-b/vision"}
+        assert_sees_only_its_team(search(bob, teams), "team-b/vision")
 
 
 def test_a_personal_access_token_sees_only_her_groups_experiments(teams: MlflowSso) -> None:
     with teams.session("alice") as alice:
         token = teams.access_token(alice)
         username = teams.username(alice)
-    assert experiment_names(search(None, teams, headers=basic(username, token))) == {"team-a/churn"}
+    assert_sees_only_its_team(search(None, teams, headers=basic(username, token)), "team-a/churn")
     assert search(None, teams, headers=basic(username, token + "x")).status_code == 401
 
 
 def test_a_ci_id_token_acts_as_the_user_who_started_the_job(teams: MlflowSso) -> None:
     token = teams.ci_token("alice", "team-a/churn-model")
     headers = bearer(token)
-    assert experiment_names(search(None, teams, headers=headers)) == {"team-a/churn"}
+    assert_sees_only_its_team(search(None, teams, headers=headers), "team-a/churn")
     created = httpx.post(
         f"{teams.url}{API}/experiments/create", json={"name": "team-a/churn-model"}, headers=headers
     )

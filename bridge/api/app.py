@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -72,14 +73,15 @@ def create_app(settings: Settings, *, rates: Rates | None = None) -> FastAPI:
     app.add_middleware(errors.BodyLimit, limits=body_limits, default=settings.max_other_bytes)
     # Added last, so it wraps everything else: no exception escapes without the envelope.
     app.add_middleware(errors.ErrorBoundary)
+    app.router.routes.append(hooks.route)
     for router in ROUTERS:
         app.include_router(router)
+    _document(app, hooks.PATH, {"post": hooks.OPERATION})
     pages.install(app)
     return app
 
 
 ROUTERS = (
-    hooks.router,
     reports.router,
     usage_samples.router,
     runs.router,
@@ -89,3 +91,15 @@ ROUTERS = (
     analysis_routes.router,
     pages.router,
 )
+
+
+def _document(app: FastAPI, path: str, item: dict[str, Any]) -> None:
+    """Add a plain (non-FastAPI) route's operations to the app's OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # built once and cached by FastAPI; the addition persists
+        schema["paths"].setdefault(path, item)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

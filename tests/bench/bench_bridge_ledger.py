@@ -166,8 +166,10 @@ def bench_ingest(server: LocalPostgres, workdir: Path) -> Row:
         measured=f"{result.rate:,.0f} events/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms",
         baseline=f"{raw_rate:,.0f} durable INSERT/s (pgbench, {SENDERS} clients, mean of 2)",
         comparison=f"ratio {ratio:.2f}",
-        target="ratio >= 0.5 and p99 < 50 ms",
-        met=ratio >= 0.5 and p99 < 50,
+        # The goal the bridge-hardening issue set; its figures from before the hardening
+        # (an ASGI endpoint outside the routing) were 894-1,850 events/s, p99 8-20 ms.
+        target=">= 800 events/s and p99 < 50 ms (before: 894-1,850/s, p99 8-20 ms)",
+        met=result.rate >= 800 and p99 < 50,
     )
 
 

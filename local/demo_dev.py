@@ -246,7 +246,7 @@ class DemoDev:
         say()
         say("Dev container: sign in to the hub as a test user; the hub starts her container")
         say("(UID 200000 + GitLab id, home in a Docker volume) and opens JupyterLab in it.")
-        say(f"SSH into it (here alice; her server must be running; her key is {ssh}/alice):")
+        say(f"SSH into it (here alice: her server must run; her SSH key is {ssh}/alice):")
         say(f"  1. Signed in as alice, make a token at {hub.url}/hub/token, then")
         say("  $ export JUPYTERHUB_API_TOKEN=<that token>")
         say("  2. The ssh config block, with a new token that reaches only alice's server:")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +59,11 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(
-    tmp_path_factory: pytest.TempPathFactory, docker_daemon: Any, dev_hub_image: str
-) -> Iterator[Demo]:
-    state_dir = tmp_path_factory.mktemp("demo-dev") / "state"
+def demo(docker_daemon: Any, dev_hub_image: str) -> Iterator[Demo]:
+    # Not under pytest's 0700 temp dir: Postgres runs as `postgres` and must reach its folder.
+    base = Path(tempfile.mkdtemp(prefix="demo-dev-test-"))
+    base.chmod(0o755)
+    state_dir = base / "state"
     env = {**os.environ, "DOCKER_HOST": docker_daemon.host}
     demo = Demo(state_dir, "", env)
     try:
@@ -72,6 +75,7 @@ def demo(
     finally:
         if state_dir.exists():
             demo.run("down")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _sessions(state_dir: Path) -> set[int]:
@@ -109,11 +113,19 @@ def test_without_a_docker_daemon_up_says_how_to_start_one(tmp_path: Path) -> Non
     assert not demo.state_dir.exists()  # nothing was started
 
 
-def test_a_test_user_signs_in_spawns_and_sshes_as_printed_then_down_cleans_up(
-    demo: Demo, docker_daemon: Any
-) -> None:
+@pytest.fixture
+def hub(demo: Demo) -> Iterator[Hub]:
+    """A browserless client of the demo's hub (the hub tests' helpers)."""
     local = DemoDev(demo.state_dir)
     hub = Hub(local.hub(), local.standin(), demo.state_dir / "hub")
+    yield hub
+    for client in hub.clients:
+        client.close()
+
+
+def test_a_test_user_signs_in_spawns_and_sshes_as_printed_then_down_cleans_up(
+    demo: Demo, hub: Hub, docker_daemon: Any
+) -> None:
     assert f"JupyterHub:        {hub.url}" in demo.output
 
     # Sign in as the output says: the hub's GitLab button, the stand-in's form, the password.
@@ -154,7 +166,7 @@ def test_a_test_user_signs_in_spawns_and_sshes_as_printed_then_down_cleans_up(
 
     # `down` leaves nothing: processes, ports, containers, home volumes, the state dir.
     client = docker_daemon.client
-    prefix = local.state["hub"]["container_prefix"]
+    prefix = hub.container_prefix
     assert [c.name for c in client.containers.list(filters={"name": prefix})] == [f"{prefix}alice"]
     assert [v.name for v in client.volumes.list(filters={"name": prefix})] == [
         f"{prefix}home-alice"

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -197,6 +198,43 @@ def hourly_amount(seconds: Decimal, per_hour: Decimal) -> tuple[Decimal, Decimal
     """(exact, rounded) amount of `seconds` of a resource priced per hour, half-up to cents."""
     exact = seconds * per_hour / SECONDS_PER_HOUR
     return exact, exact.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def invoice_line(
+    kind: str,
+    runner_class: str,
+    jobs: int,
+    seconds: Decimal,
+    amounts: tuple[Decimal, Decimal],
+    *,
+    priced_per: tuple[str, Decimal] | None = None,
+    for_period: str | None = None,
+) -> dict[str, Any]:
+    """One invoice line as the API, the CSV report and a finalized invoice show it.
+
+    `amounts` is (exact, rounded) from the amount functions above; `priced_per` is (unit,
+    price per unit) for lines not priced per minute; `for_period` marks an adjustment.
+    """
+    line: dict[str, Any] = {
+        "kind": kind,
+        "runner_class": runner_class,
+        "jobs": jobs,
+        "billable_seconds": plain(seconds),
+    }
+    if priced_per is not None:
+        line["unit"], line["unit_price"] = priced_per[0], plain(priced_per[1])
+    exact, amount = amounts
+    line["amount"] = format(amount, "f")
+    line["exact_amount"] = plain(exact)
+    if for_period is not None:
+        line["for_period"] = for_period
+    return line
+
+
+def plain(value: Decimal) -> str:
+    """A decimal as plain text without trailing zeros (600.0 s is "600"), never in exponent
+    notation."""
+    return format(value.normalize(), "f")
 
 
 def next_period(period: str) -> str:

@@ -23,7 +23,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Json, Jsonb
 
 from bridge import usage as measured
-from bridge.billing import Rates, line_amount, next_period
+from bridge.billing import Rates, invoice_line, line_amount, next_period, plain
 from bridge.hpc import usage as hpc
 from bridge.storage import queries
 
@@ -97,18 +97,16 @@ def _compute(
             if (row_period, runner_class.name) not in usage:
                 continue
             jobs, seconds = usage.pop((row_period, runner_class.name))
-            exact, amount = line_amount(seconds, runner_class.per_minute)
-            line = {
-                "kind": "duration" if row_period == period else "adjustment",
-                "runner_class": runner_class.name,
-                "jobs": jobs,
-                "billable_seconds": _plain(seconds),
-                "amount": _text(amount),
-                "exact_amount": _plain(exact),
-            }
-            if row_period != period:
-                line["for_period"] = row_period
-            lines.append(line)
+            lines.append(
+                invoice_line(
+                    "duration" if row_period == period else "adjustment",
+                    runner_class.name,
+                    jobs,
+                    seconds,
+                    line_amount(seconds, runner_class.per_minute),
+                    for_period=row_period if row_period != period else None,
+                )
+            )
     lines.extend(_unpriced_lines(usage, period))
     lines.extend(measured.resource_lines(conn, rates, client, period, periods))
     lines.extend(hpc.lines(conn, rates, client, period, periods))
@@ -145,7 +143,7 @@ def _unpriced_lines(
             "kind": "unpriced",
             "runner_class": runner_class,
             "jobs": jobs,
-            "billable_seconds": _plain(seconds),
+            "billable_seconds": plain(seconds),
             "amount": "0.00",
             "exact_amount": "0",
             **({"for_period": row_period} if row_period != period else {}),
@@ -230,8 +228,3 @@ def _require_sweep_since(conn: psycopg.Connection, period: str) -> None:
 def _text(value: Decimal) -> str:
     """Decimal as a plain string, never in exponent notation."""
     return format(value, "f")
-
-
-def _plain(value: Decimal) -> str:
-    """Like `_text`, without trailing zeros (600.0 s is "600")."""
-    return format(value.normalize(), "f")

@@ -27,7 +27,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.billing import Rates, resource_amount
+from bridge.billing import Rates, invoice_line, resource_amount
 from bridge.bounds import Id, Moment
 from bridge.storage import queries
 
@@ -108,21 +108,18 @@ def resource_lines(
                 price = getattr(runner_class, price_name)
                 if price is None or not jobs:
                     continue
-                exact, amount = resource_amount(seconds / SECONDS_PER_HOUR, price)
-                line = {
-                    "kind": kind,
-                    "runner_class": runner_class.name,
-                    "jobs": jobs,
-                    # CPU-seconds, GiB-seconds or GPU-seconds: the measured quantity.
-                    "billable_seconds": _plain(seconds),
-                    "unit": unit,
-                    "unit_price": _plain(price),
-                    "amount": format(amount, "f"),
-                    "exact_amount": _plain(exact),
-                }
-                if row_period != period:
-                    line["for_period"] = row_period
-                lines.append(line)
+                lines.append(
+                    invoice_line(
+                        kind,
+                        runner_class.name,
+                        jobs,
+                        # CPU-seconds, GiB-seconds or GPU-seconds: the measured quantity.
+                        seconds,
+                        resource_amount(seconds / SECONDS_PER_HOUR, price),
+                        priced_per=(unit, price),
+                        for_period=row_period if row_period != period else None,
+                    )
+                )
     return lines
 
 
@@ -131,7 +128,3 @@ def freeze(conn: psycopg.Connection, client: str, period: str, periods: list[str
     conn.execute(
         queries.FREEZE_INVOICE_USAGE, {"client": client, "period": period, "periods": periods}
     )
-
-
-def _plain(value: Decimal) -> str:
-    return format(value.normalize(), "f")

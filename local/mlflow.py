@@ -32,18 +32,28 @@ class LocalMlflow:
     s3: LocalS3
     artifacts_destination: str = "s3://mlflow/artifacts"
     port: int = field(default_factory=free_port)
+    name: str = "mlflow"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def server_command(self) -> list[str]:
+        return [sys.executable, "-m", "mlflow", "server"]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **self.s3.client_env(),
+            # Through the environment, so the database password stays out of `ps`.
+            "MLFLOW_BACKEND_STORE_URI": sqlalchemy_url(self.backend_url),
+            # Job execution starts a Huey consumer and worker pool we do not use.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+
     @property
     def daemon(self) -> Daemon:
         argv = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
+            *self.server_command(),
             "--host",
             "127.0.0.1",
             "--port",
@@ -53,14 +63,7 @@ class LocalMlflow:
             "--artifacts-destination",
             self.artifacts_destination,
         ]
-        env = {
-            **self.s3.client_env(),
-            # Through the environment, so the database password stays out of `ps`.
-            "MLFLOW_BACKEND_STORE_URI": sqlalchemy_url(self.backend_url),
-            # Job execution starts a Huey consumer and worker pool we do not use.
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        }
-        return Daemon(name="mlflow", argv=argv, state_dir=self.state_dir, env=env)
+        return Daemon(name=self.name, argv=argv, state_dir=self.state_dir, env=self.environment())
 
     def start(self, timeout: float = 120.0) -> str:
         bucket = self.artifacts_destination.removeprefix("s3://").split("/", 1)[0]

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.billing import Rates, hourly_amount
+from bridge.billing import Rates, hourly_amount, invoice_line
 from bridge.hpc import queries
 from bridge.provenance import JobIdentity
 
@@ -108,28 +108,21 @@ def lines(
             if not count:
                 continue
             unit_price = price if price is not None else Decimal(0)
-            exact, amount = hourly_amount(Decimal(quantity), unit_price)
-            line = {
-                "kind": "hpc",
-                "runner_class": cluster,
-                "jobs": count,
-                # CPU-seconds or GPU-seconds: elapsed x allocated CPUs (GPUs), as Slurm counts.
-                "billable_seconds": _plain(Decimal(quantity)),
-                "unit": unit,
-                "unit_price": _plain(unit_price),
-                "amount": format(amount, "f"),
-                "exact_amount": _plain(exact),
-            }
-            if row_period != period:
-                line["for_period"] = row_period
-            result.append(line)
+            result.append(
+                invoice_line(
+                    "hpc",
+                    cluster,
+                    count,
+                    # CPU-seconds or GPU-seconds: elapsed x allocated CPUs (GPUs), as Slurm counts.
+                    Decimal(quantity),
+                    hourly_amount(Decimal(quantity), unit_price),
+                    priced_per=(unit, unit_price),
+                    for_period=row_period if row_period != period else None,
+                )
+            )
     return result
 
 
 def freeze(conn: psycopg.Connection, client: str, period: str, periods: list[str]) -> None:
     """Record which reports the invoice of (client, period) billed; same snapshot as it."""
     conn.execute(queries.FREEZE, {"client": client, "period": period, "periods": periods})
-
-
-def _plain(value: Decimal) -> str:
-    return format(value.normalize(), "f")

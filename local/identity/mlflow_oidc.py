@@ -18,10 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.mlflow import sqlalchemy_url
-from local.ports import free_port
-from local.s3 import LocalS3
-from local.service import Daemon
+from local.mlflow import LocalMlflow, sqlalchemy_url
 
 HERE = Path(__file__).resolve().parent
 LOCK = HERE / "mlflow-oidc.lock"
@@ -62,30 +59,20 @@ def ensure_venv(venv: Path = VENV) -> Path:
     return venv
 
 
-@dataclass
-class LocalMlflowOidc:
+@dataclass(kw_only=True)
+class LocalMlflowOidc(LocalMlflow):
     """`mlflow server --app-name oidc-auth` on 127.0.0.1:`port`, logging in through `issuer`."""
 
-    state_dir: Path
-    backend_url: str
     auth_db_url: str
-    s3: LocalS3
     issuer: str
     client_id: str
     client_secret: str
     allowed_groups: Sequence[str]
     admin_groups: Sequence[str]
-    artifacts_destination: str = "s3://mlflow/artifacts"
-    port: int = field(default_factory=free_port)
     trusted_proxies: Sequence[str] = ()
     public_url: str | None = None
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     name: str = "mlflow-oidc"
-
-    @property
-    def url(self) -> str:
-        """Where this process listens (loopback)."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def audience(self) -> str:
@@ -98,9 +85,7 @@ class LocalMlflowOidc:
 
     def environment(self) -> dict[str, str]:
         return {
-            **self.s3.client_env(),
-            "MLFLOW_BACKEND_STORE_URI": sqlalchemy_url(self.backend_url),
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            **super().environment(),
             "OIDC_USERS_DB_URI": sqlalchemy_url(self.auth_db_url),
             "OIDC_DISCOVERY_URL": f"{self.issuer}/.well-known/openid-configuration",
             "OIDC_ISSUER": self.issuer,
@@ -125,35 +110,9 @@ class LocalMlflowOidc:
             "SECRET_KEY": self.secret_key,
         }
 
-    @property
-    def daemon(self) -> Daemon:
-        venv = ensure_venv()
-        argv = [
-            str(venv / "bin" / "mlflow"),
-            "server",
-            "--app-name",
-            "oidc-auth",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-            "--artifacts-destination",
-            self.artifacts_destination,
-        ]
-        return Daemon(self.name, argv, self.state_dir, env=self.environment())
+    def server_command(self) -> list[str]:
+        return [str(ensure_venv() / "bin" / "mlflow"), "server", "--app-name", "oidc-auth"]
 
     def start(self, timeout: float = 600.0) -> str:
-        bucket = self.artifacts_destination.removeprefix("s3://").split("/", 1)[0]
-        self.s3.ensure_bucket(bucket)
-        daemon = self.daemon
-        daemon.start()
-        daemon.wait_for_http(f"{self.url}/health", timeout)
-        return self.url
-
-    def is_running(self) -> bool:
-        return self.daemon.is_running()
-
-    def stop(self) -> None:
-        self.daemon.stop()
+        """The first start creates the plugin's environment and its database: minutes."""
+        return super().start(timeout)

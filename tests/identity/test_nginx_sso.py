@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import ssl
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,12 +18,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import yaml
 
 from local.identity.standin import GitLabStandin
-from local.ports import free_port
 from tests.fixtures.identity import StandinFactory, standin_config
-from tests.fixtures.provisioning import REPO, make
+from tests.fixtures.nginx import live_nginx
+from tests.fixtures.provisioning import make
 from tests.fixtures.registry import ImageLock
 from tests.identity.oauth2_proxy_standin import OAuth2ProxyStandin
 
@@ -154,88 +150,14 @@ def site(
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     echo = f"127.0.0.1:{upstream.server_address[1]}"
 
-    work = tmp_path_factory.mktemp("nginx-sso")
-    (work / "temp").mkdir()
-    ports = {"http": free_port(), "https": free_port(), "status": free_port()}
     services = ["gitlab", "registry", "mlflow", "minio", "console", "bridge", "hub"]
-    overrides = {
-        "nginx_listen_address": "127.0.0.1",
-        "nginx_http_port": ports["http"],
-        "nginx_https_port": ports["https"],
-        "nginx_status_port": ports["status"],
-        "nginx_upstreams": {
-            **dict.fromkeys(services, echo),
-            "oauth2_proxy": f"127.0.0.1:{sso_port}",
-        },
-        "nginx_temp_dir": str(work / "temp"),
-        "nginx_access_log": str(work / "access.log"),
-    }
-    (work / "overrides.yml").write_text(yaml.safe_dump(overrides))
-    dest = work / "rendered"
-    done = subprocess.run(
-        [
-            str(REPO / ".venv/bin/ansible-playbook"),
-            "-i",
-            "inventories/example",
-            "playbooks/render.yml",
-            "--tags",
-            "nginx",
-            "-e",
-            f"@{work / 'overrides.yml'}",
-            "-e",
-            f"platform_secrets_dir={secrets}",
-            "-e",
-            "platform_render=true",
-            "-e",
-            f"platform_render_dest={dest}",
-            "-e",
-            f"platform_images_lock={image_lock.path}",
-            "-e",
-            "ansible_connection=local",
-            "-e",
-            "ansible_become=false",
-            "-e",
-            f"ansible_python_interpreter={REPO}/.venv/bin/python",
-        ],
-        cwd=REPO / "ansible",
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg")},
-    )
-    assert done.returncode == 0, done.stdout[-4000:]
-    config = dest / "svc-01/opt/platform/nginx/nginx.conf"
-    server = subprocess.Popen(
-        [
-            "nginx",
-            "-p",
-            str(work),
-            "-e",
-            str(work / "error.log"),
-            "-c",
-            str(config),
-            "-g",
-            f"pid {work}/nginx.pid; daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", ports["status"]), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise AssertionError((work / "error.log").read_text()) from None
-            time.sleep(0.1)
-    site = Site(ports["https"], secrets / "ca/ca.crt", standin, sso)
-    yield site
-    for browser in site.browsers:
-        browser.idp.close()
-    server.terminate()
-    server.wait(timeout=20)
+    upstreams = {**dict.fromkeys(services, echo), "oauth2_proxy": f"127.0.0.1:{sso_port}"}
+    work = tmp_path_factory.mktemp("nginx-sso")
+    with live_nginx(work, upstreams, secrets, image_lock) as nginx:
+        site = Site(nginx.https_port, secrets / "ca/ca.crt", standin, sso)
+        yield site
+        for browser in site.browsers:
+            browser.idp.close()
     upstream.shutdown()
     upstream.server_close()
     sso.stop()

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import ssl
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
-from local.ports import free_port
-from tests.fixtures.provisioning import REPO, Render
+from tests.fixtures.nginx import live_nginx
+from tests.fixtures.provisioning import Render
 from tests.fixtures.registry import ImageLock
 
 DOMAIN = "ml.example.org"
@@ -108,88 +104,17 @@ def proxy(
     tmp_path_factory: pytest.TempPathFactory,
     image_lock: ImageLock,
 ) -> Iterator[Proxy]:
+    upstreams = dict.fromkeys(
+        ["gitlab", "registry", "mlflow", "minio", "console", "bridge", "hub", "oauth2_proxy"],
+        f"127.0.0.1:{upstream}",
+    )
     work = tmp_path_factory.mktemp("nginx-live")
-    (work / "temp").mkdir()
-    ports = {"http": free_port(), "https": free_port(), "status": free_port()}
-    overrides = {
-        "nginx_listen_address": "127.0.0.1",
-        "nginx_http_port": ports["http"],
-        "nginx_https_port": ports["https"],
-        "nginx_status_port": ports["status"],
-        "nginx_upstreams": dict.fromkeys(
-            ["gitlab", "registry", "mlflow", "minio", "console", "bridge", "hub", "oauth2_proxy"],
-            f"127.0.0.1:{upstream}",
-        ),
-        "nginx_temp_dir": str(work / "temp"),
-        "nginx_access_log": str(work / "access.log"),
-    }
-    (work / "overrides.yml").write_text(yaml.safe_dump(overrides))
-    dest = work / "rendered"
-    done = subprocess.run(
-        [
-            str(REPO / ".venv/bin/ansible-playbook"),
-            "-i",
-            "inventories/example",
-            "playbooks/render.yml",
-            "--tags",
-            "nginx",
-            "-e",
-            f"@{work / 'overrides.yml'}",
-            "-e",
-            f"platform_secrets_dir={example_render.secrets}",
-            "-e",
-            "platform_render=true",
-            "-e",
-            f"platform_render_dest={dest}",
-            "-e",
-            f"platform_images_lock={image_lock.path}",
-            "-e",
-            "ansible_connection=local",
-            "-e",
-            "ansible_become=false",
-            "-e",
-            f"ansible_python_interpreter={REPO}/.venv/bin/python",
-        ],
-        cwd=REPO / "ansible",
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg")},
-    )
-    assert done.returncode == 0, done.stdout[-4000:]
-    config = dest / "svc-01/opt/platform/nginx/nginx.conf"
-    server = subprocess.Popen(
-        [
-            "nginx",
-            "-p",
-            str(work),
-            "-e",
-            str(work / "error.log"),
-            "-c",
-            str(config),
-            "-g",
-            f"pid {work}/nginx.pid; daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", ports["status"]), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise AssertionError((work / "error.log").read_text()) from None
-            time.sleep(0.1)
-    yield Proxy(
-        http_port=ports["http"],
-        https_port=ports["https"],
-        ca=example_render.secrets / "ca/ca.crt",
-    )
-    server.terminate()
-    server.wait(timeout=20)
+    with live_nginx(work, upstreams, example_render.secrets, image_lock) as nginx:
+        yield Proxy(
+            http_port=nginx.http_port,
+            https_port=nginx.https_port,
+            ca=example_render.secrets / "ca/ca.crt",
+        )
 
 
 def test_tls_request_reaches_the_upstream_verified_by_the_generated_ca(proxy: Proxy) -> None:

@@ -111,10 +111,10 @@ demo: system-packages $(VENV)/.installed-demo $(VENV)/bin/gitlab-ci-local ## Run
 demo-stop: ## Stop every service `make demo` started and remove .demo/
 	$(PY) -m local.demo down
 
-demo-dev: setup ## Start the logins on loopback (GitLab stand-in, MLflow behind GitLab login) and print how to log in
+demo-dev: setup ## Start the GitLab stand-in, MLflow and JupyterHub (local Docker) on loopback; print logins, SSH
 	$(PY) -m local.demo_dev up
 
-demo-dev-stop: ## Stop every service `make demo-dev` started and remove .demo-dev/
+demo-dev-stop: ## Stop every service `make demo-dev` started, remove its containers, volumes and .demo-dev/
 	$(PY) -m local.demo_dev down
 
 # ---- Provisioning (Ansible) -------------------------------------------------------------

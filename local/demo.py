@@ -36,9 +36,8 @@ from local.gitserver import publish
 from local.issuer import LocalIssuer, gitlab_claims
 from local.mlflow import LocalMlflow
 from local.ports import free_port
-from local.postgres import LocalPostgres
-from local.s3 import LocalS3
 from local.service import Daemon
+from local.stack import LocalStack
 
 REPO = gcl.REPO_ROOT
 EXAMPLE = REPO / "examples" / "breast-cancer"
@@ -75,25 +74,8 @@ def step(title: str) -> Iterator[None]:
     say(f"    done in {time.monotonic() - started:.1f} s")
 
 
-class Demo:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.state_file = state_dir / "state.json"
-        self.state: dict[str, Any] = {}
-        if self.state_file.exists():
-            self.state = json.loads(self.state_file.read_text())
-
+class Demo(LocalStack):
     # ---- the services ------------------------------------------------------------------------
-
-    @property
-    def services_dir(self) -> Path:
-        return self.state_dir / "services"
-
-    def postgres(self) -> LocalPostgres:
-        return LocalPostgres(self.state_dir / "postgres", port=self.state["ports"]["postgres"])
-
-    def s3(self) -> LocalS3:
-        return LocalS3(self.services_dir, port=self.state["ports"]["s3"])
 
     def mlflow(self) -> LocalMlflow:
         return LocalMlflow(
@@ -164,12 +146,6 @@ class Demo:
         except (OSError, psycopg.Error):
             return False
         return True
-
-    def save(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as f:
-            json.dump(self.state, f, indent=2)
 
     def start_services(self) -> None:
         self.state = {

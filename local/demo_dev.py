@@ -16,7 +16,6 @@ all this.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -34,9 +33,8 @@ from local.hub import LocalHub, ssh_keypair
 from local.identity.mlflow_oidc import LocalMlflowOidc, ensure_venv
 from local.identity.standin import GitLabStandin, login
 from local.ports import free_port
-from local.postgres import LocalPostgres
-from local.s3 import LocalS3
 from local.service import ServiceError
+from local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO / ".demo-dev"
@@ -66,23 +64,9 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
-class DemoDev:
+class DemoDev(LocalStack):
     def __init__(self, state_dir: Path = STATE_DIR) -> None:
-        self.state_dir = state_dir
-        self.state_file = state_dir / "state.json"
-        self.state: dict[str, Any] = (
-            json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
-        )
-
-    @property
-    def services_dir(self) -> Path:
-        return self.state_dir / "services"
-
-    def postgres(self) -> LocalPostgres:
-        return LocalPostgres(self.state_dir / "postgres", port=self.state["ports"]["postgres"])
-
-    def s3(self) -> LocalS3:
-        return LocalS3(self.services_dir, port=self.state["ports"]["s3"])
+        super().__init__(state_dir)
 
     @property
     def ssh_dir(self) -> Path:
@@ -142,12 +126,6 @@ class DemoDev:
             container_prefix=hub["container_prefix"],
             docker_host=hub["docker_host"],
         )
-
-    def save(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as f:
-            json.dump(self.state, f, indent=2)
 
     def running(self) -> bool:
         return bool(self.state.get("hub")) and all(

@@ -91,6 +91,8 @@ def _processes_in(sessions: set[int]) -> list[str]:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
+        if fields[0] == "Z":
+            continue  # exited, its parent not having reaped it yet: nothing runs
         if int(fields[3]) in sessions or int(stat.parent.name) in sessions:
             found.append(f"{stat.parent.name}: {(stat.parent / 'cmdline').read_bytes()[:120]!r}")
     return found

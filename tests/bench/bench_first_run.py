@@ -7,6 +7,8 @@ installs the demo's packages only, installs gitlab-ci-local, then runs the demo.
 and so not measured: the system packages (already installed), uv's and npm's download caches
 of this machine. "Set up" is a second `make demo` in the same clone after `make demo-stop`
 (services started afresh); its baseline is a third one with the services still running.
+The machine's 1-minute load average before and after is printed beside the rows: on a shared
+machine it explains most of the spread between runs.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def _make(clone: Path, target: str) -> float:
 
 
 def run() -> list[Row]:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         Path(scratch).chmod(0o755)  # the Postgres server runs as `postgres` when we are root
         clone = Path(scratch) / "clone"
@@ -58,9 +61,10 @@ def run() -> list[Row]:
             reused = _make(clone, "demo")
         finally:
             _make(clone, "demo-stop")
+    load = f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     return [
         Row(
-            "fresh clone to `make demo` finished (caches warm)",
+            f"fresh clone to `make demo` finished (caches warm; {load})",
             f"{first:.0f} s",
             f"set-up `make demo` {set_up:.0f} s",
             f"setup adds {first - set_up:.0f} s",
@@ -68,7 +72,7 @@ def run() -> list[Row]:
             first < FIRST_RUN_TARGET,
         ),
         Row(
-            "set-up `make demo` (services started afresh)",
+            f"set-up `make demo` (services started afresh; {load})",
             f"{set_up:.0f} s",
             f"services running {reused:.0f} s",
             f"ratio {set_up / reused:.2f}",

@@ -140,7 +140,7 @@ def test_example_runs_on_the_cluster_and_is_tracked_and_billed(
     assert mlflow["params"]["slurm.cpus"] == "2"
     assert mlflow["metrics"]["mean_growth_wild_type"] == summary["wild-type"]["mean"]
     # Provenance as GitLab compiled the include, and what really ran the CI job: local mode's
-    # shell executor, so no image (the placeholder digest the example names did not run).
+    # shell executor, so no image (the image the example names did not run).
     assert mlflow["tags"]["platform.template"] == f"slurm-job@{TEMPLATE_VERSION}"
     assert mlflow["tags"]["platform.template.sha"] == git_server.templates_sha
     assert mlflow["tags"]["platform.image"] == ""

@@ -108,3 +108,23 @@ def test_every_input_is_described() -> None:
     for template in TEMPLATES.glob("*.yml"):
         for name, declaration in spec_inputs(template).items():
             assert declaration.get("description", "").strip(), f"{template.name}: {name}"
+
+
+@pytest.mark.parametrize("template", ["dataset", "train", "register-model", "slurm-job"])
+def test_the_image_is_a_digest_or_a_variable_and_nothing_else(template: str) -> None:
+    spec = spec_inputs(TEMPLATES / f"{template}.yml")
+    accepted = [IMAGE, "$PLATFORM_PYTHON_ML_IMAGE", "$ENVIRONMENT_IMAGE"]
+    refused = [
+        "python:3.12",
+        "registry.test/python-ml:latest",
+        "$(id)",
+        "${PLATFORM_PYTHON_ML_IMAGE}",
+        "$PLATFORM_PYTHON_ML_IMAGE:latest",
+        "registry.test/python-ml@sha256:" + "ab" * 31,
+    ]
+
+    def image_errors(image: str) -> list[str]:
+        return [e for e in input_errors(spec, {"image": image}) if "`image`" in e]
+
+    assert [image for image in accepted if image_errors(image)] == []
+    assert [image for image in refused if not image_errors(image)] == []

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from importlib import metadata
+
+import pytest
 
 from tests.fixtures.local_platform import (
     IMAGE,
@@ -86,7 +89,7 @@ def test_provenance_is_recorded_in_the_bridge(
     chain = job["provenance"]
     assert (chain["pipeline_id"], chain["sha"]) == (example_pipeline.pipeline_id, project.sha)
     assert chain["project_path"] == project.path
-    # Local mode: the placeholder digest the example names is not what ran, so it is not recorded.
+    # Local mode: the jobs ran in no image (shell executor), so no image is recorded.
     assert (chain["image"], chain["image_digest"]) == (None, None)
     assert chain["runtime"] == this_runtime()
     # gitlab-ci-local resolves `component.version` only for ranges (`@1.0`); for an exact ref
@@ -196,3 +199,53 @@ def test_project_variables_cannot_change_what_the_bridge_records(ci_project, git
     }
     assert chain["image"] == IMAGE
     assert chain["runtime"]["executor"] == "container"
+
+
+def _image_variable_project(ci_project, value: str | None):
+    """A train job whose image is the instance variable the deploy sets, run as GitLab's docker
+    executor would report it (CI_DISPOSABLE_ENVIRONMENT), with the variable set to `value`."""
+    project = ci_project(
+        files={"noop.py": "print('training')\n"},
+        ci={
+            "include": [
+                include("train", image="$PLATFORM_PYTHON_ML_IMAGE", command="python noop.py")
+            ]
+        },
+    )
+    project.extra_variables["CI_DISPOSABLE_ENVIRONMENT"] = "true"
+    if value is not None:
+        project.extra_variables["PLATFORM_PYTHON_ML_IMAGE"] = value
+    return project
+
+
+def test_an_image_variable_records_the_digest_the_job_ran_in(ci_project) -> None:
+    project = _image_variable_project(ci_project, IMAGE)
+
+    run = project.run()
+
+    train = run.job("train")
+    assert train.status == "success", train.output[-3000:]
+    status, job = project.bridge.admin_get(f"/api/v1/jobs/{train.job_id}")
+    assert status == 200, job
+    # The runner pulled `image: $PLATFORM_PYTHON_ML_IMAGE` expanded from the job's variables:
+    # the same value the job sees, so that digest is what ran and what is recorded.
+    assert job["provenance"]["image"] == IMAGE
+    run_id = run.dotenv("train", "platform-run.env")["PLATFORM_MLFLOW_RUN_ID"]
+    assert mlflow_run(project.mlflow, run_id)["tags"]["platform.image"] == IMAGE
+
+
+@pytest.mark.parametrize(
+    "value", [None, "registry.test/platform/environments/python-ml:latest"], ids=["unset", "tag"]
+)
+def test_an_image_variable_without_a_digest_refuses_the_job(ci_project, value) -> None:
+    project = _image_variable_project(ci_project, value)
+
+    run = project.run()
+
+    train = run.job("train")
+    assert train.status == "failed"
+    refusal = [line for line in train.output.splitlines() if "not an image by digest" in line]
+    assert len(refusal) == 1, train.output[-3000:]
+    assert "$PLATFORM_PYTHON_ML_IMAGE" in refusal[0]
+    assert not re.search(r"MLflow run \w+ in experiment", train.output), "no run was opened"
+    assert "$ python noop.py" not in train.output, "the command never ran"

@@ -264,6 +264,8 @@ def build_all() -> dict[str, str]:
             extra["npm-cache"] = npm_cache()
         if name == "gitlab":
             extra["gitlab-rails"] = HERE / "gitlab/gitlab-rails"
+            extra["gitlab-backup"] = HERE / "gitlab/gitlab-backup"
+            extra["start"] = HERE / "gitlab/start"
             extra |= {f"app/{k}": v for k, v in GITLAB_APP.items()}
         parent = tags["python"] if name == "gitlab" else base
         tag = f"deploytest-standin-{name}:{_key(parent, HERE / name, packages, *extra.values())}"

@@ -4,6 +4,7 @@ shipped inventory; the report printed at the end."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,8 @@ REPORT: dict[str, object] = {"sites": {}, "started": time.monotonic()}
 SUBSTITUTES = [
     "local apt mirror (Debian closure, docker.io + trixie compose/buildx, gitlab-runner stand-in)",
     "loopback registry mirror (docker-registry) with stand-in images: nginx, postgres, "
-    "python (+wheelhouse), "
+    "python 3.11 (+wheelhouse, npm cache), python 3.12 (this machine's CPython, +wheelhouse), "
+    "oauth2-proxy (401 to every visitor), hub dev image (the host image), "
     "minio (moto + admin calls), gitlab (API contract fake), cuda (never pulled)",
 ]
 
@@ -38,6 +40,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
     lock = tmp_path_factory.mktemp("lock") / "images.lock.yml"
     with running_registry(workdir) as registry:
         names = stand_ins.push_all(registry, tags)
+        dev_digest = stand_ins.push_dev_image(registry, image)
         subprocess.run(
             [
                 sys.executable,
@@ -61,6 +64,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
             "fingerprint": fingerprint,
             "registry_data": workdir / "data",
             "lock": lock,
+            "dev_digest": dev_digest,
         }
 
 
@@ -77,6 +81,7 @@ def deployment(
         shared["fingerprint"],
         shared["registry_data"],
         shared["lock"],
+        shared["dev_digest"],
     )
     started = time.monotonic()
     entry: dict[str, object] = {"hosts": site.host_names(), "runs": []}
@@ -90,7 +95,12 @@ def deployment(
         yield site
     finally:
         entry["seconds"] = round(time.monotonic() - started)
-        site.stop()
+        if os.environ.get("DEPLOYTEST_KEEP"):
+            # For debugging a failure: the hosts, mirrors and inventory stay; `make deploy
+            # INVENTORY=<workdir>/inventory SECRETS=<workdir>/secrets` reruns against them.
+            print(f"\nconverge test: site kept in {site.workdir} (DEPLOYTEST_KEEP)")
+        else:
+            site.stop()
 
 
 def record(site: Deployment, label: str, run) -> None:

@@ -43,7 +43,7 @@ class ConvergeSteps:
     def test_services_answer_through_nginx(self, deployment: Deployment) -> None:
         https = checks.Https(deployment)
         checks.mlflow_health(https)
-        checks.mlflow_run_logged_by_ci(https)
+        checks.mlflow_api_needs_a_gitlab_identity(https)
         checks.bridge_ready(https)
         checks.job_hook_recorded(https)
         checks.s3_put_get(https)

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from tests.deploy.hosts import Host, Site
+from tests.deploy.stand_ins import DEV_IMAGE
 
 REPO = Path(__file__).resolve().parents[2]
 APT_PORT = 8080
@@ -78,6 +79,7 @@ class Deployment:
         apt_key_fingerprint: str,
         registry_data: Path,
         lock: Path,
+        dev_digest: str,
     ) -> None:
         self.inventory_name = inventory
         self.workdir = workdir
@@ -85,6 +87,7 @@ class Deployment:
         self.apt_fingerprint = apt_key_fingerprint
         self.registry_data = registry_data
         self.lock = lock
+        self.dev_digest = dev_digest
         self.site = Site(image, workdir)
         self.inventory = workdir / "inventory"
         self.secrets = workdir / "secrets"
@@ -176,6 +179,7 @@ class Deployment:
             "platform_require_time_sync": False,
             "platform_registry_mirror": f"127.0.0.1:{REGISTRY_PORT}",
             "platform_images_lock": str(self.lock),
+            "jupyterhub_dev_image": f"127.0.0.1:{REGISTRY_PORT}/{DEV_IMAGE}@{self.dev_digest}",
             "docker_engine_source": "distribution",
             "runner_host_apt_url": f"http://127.0.0.1:{APT_PORT}/{GITLAB_RUNNER_PATH}/",
             "runner_host_apt_key_url": f"http://127.0.0.1:{APT_PORT}/{GITLAB_RUNNER_PATH}/gpgkey",

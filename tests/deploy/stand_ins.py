@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from local.identity.mlflow_oidc import python312
 from tests.deploy import aptrepo, hostimage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,10 +56,12 @@ def _constraint(name: str) -> str:
 
 
 def wheel_requirements() -> list[str]:
-    """What the Dockerfiles built on the hosts install, plus the MinIO stand-in's moto."""
+    """What the Dockerfiles built on `python` install (bridge: its runtime requirements below;
+    the hub), plus the MinIO stand-in's moto and minio."""
     return [
-        *versions()["platform_mlflow_image_packages"],
+        *versions()["platform_hub_image_packages"],
         f"moto[server]=={_constraint('moto')}",
+        f"minio=={_constraint('minio')}",
         f"setuptools=={_constraint('setuptools')}" if _has("setuptools") else "setuptools>=69",
         "wheel",
     ]
@@ -87,36 +90,113 @@ def _key(*parts: object) -> str:
     return digest.hexdigest()[:12]
 
 
-def wheelhouse() -> Path:
-    """PyPI wheels for the bridge image (constraints.txt) and the MLflow image, cached."""
-    requirements = wheel_requirements()
-    target = (
-        aptrepo.cache_root()
-        / f"wheels-{_key(requirements, REPO / 'constraints.txt', REPO / 'pyproject.toml')}"
-    )
+def _cached(name: str, key: str, fill) -> Path:
+    """A cache folder `name-key`, filled by `fill(folder)` when missing."""
+    target = aptrepo.cache_root() / f"{name}-{key}"
     if target.exists():
         return target
+    aptrepo.cache_root().mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=aptrepo.cache_root()))
+    try:
+        fill(staging)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _pip_download(python: str, folder: Path) -> list[str]:
+    return [python, "-m", "pip", "download", "-q", "-d", str(folder), "--only-binary=:all:"]
+
+
+def wheelhouse() -> Path:
+    """PyPI wheels for the images built on `python` (bridge, hub) and the MinIO stand-in."""
+    requirements = wheel_requirements()
     # The wheels must fit the stand-in's Python 3.11 on Debian 12, as this interpreter does.
     python = (
         sys.executable
         if importlib.util.find_spec("pip")
         else str(Path(sys.base_prefix) / "bin/python3")
     )
-    pip = [python, "-m", "pip", "download", "-q", "-d", str(staging), "--only-binary=:all:"]
-    try:
-        subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), *requirements], check=True)
+
+    def fill(staging: Path) -> None:
+        pip = [*_pip_download(python, staging), "-c", str(REPO / "constraints.txt")]
+        subprocess.run([*pip, *requirements], check=True)
         # The bridge's runtime dependencies (its own package is built from source on the host).
         subprocess.run(
-            [*pip, "-c", str(REPO / "constraints.txt"), "-r", "/dev/stdin"],
-            input=_runtime_requirements(),
-            text=True,
+            [*pip, "-r", "/dev/stdin"], input=_runtime_requirements(), text=True, check=True
+        )
+
+    key = _key(requirements, REPO / "constraints.txt", REPO / "pyproject.toml")
+    return _cached("wheels", key, fill)
+
+
+def wheelhouse_312() -> Path:
+    """PyPI wheels for the MLflow image (built on `mlflow_python`, Python 3.12), resolved with
+    the lock local mode uses for the same packages (local/identity/mlflow-oidc.lock)."""
+    requirements = versions()["platform_mlflow_image_packages"]
+    lock = REPO / "local/identity/mlflow-oidc.lock"
+
+    def fill(staging: Path) -> None:
+        pip = _pip_download(python312(), staging)
+        subprocess.run([*pip, "-c", str(lock), *requirements, "setuptools", "wheel"], check=True)
+
+    return _cached("wheels312", _key(requirements, lock), fill)
+
+
+def npm_cache() -> Path:
+    """An npm cache holding the hub's npm packages and their closure: the python stand-in runs
+    npm offline from it, so the hub Dockerfile's `npm install` runs unchanged (no registry)."""
+    packages = versions()["platform_hub_npm_packages"]
+
+    def fill(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="npm-") as prefix:
+            subprocess.run(
+                [
+                    "npm",
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                    prefix,
+                    "--cache",
+                    str(staging),
+                    *packages,
+                ],
+                check=True,
+                capture_output=True,
+            )
+
+    return _cached("npm", _key(packages), fill)
+
+
+def python_312_tree() -> Path:
+    """This machine's CPython >= 3.12 (the one local mode uses for MLflow) as a folder to copy
+    to /usr/local: the stand-in of the python:3.12 image (Debian 12 has only 3.11)."""
+    interpreter = Path(python312()).resolve()
+    prefix = interpreter.parents[1]
+
+    def fill(staging: Path) -> None:
+        subprocess.run(
+            [
+                "tar",
+                "-C",
+                str(prefix),
+                "-c",
+                "--exclude=__pycache__",
+                "--exclude=*.pth",
+                "--exclude=lib/python3.*/test",
+                "--exclude=lib/python3.*/idlelib",
+                "--exclude=lib/python3.*/tkinter",
+                "bin",
+                "lib",
+            ],
+            stdout=(staging / "python.tar").open("wb"),
             check=True,
         )
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        (staging / "python").write_text(interpreter.name)
+
+    return _cached("cpython", _key(str(interpreter)), fill)
 
 
 def _runtime_requirements() -> str:
@@ -162,6 +242,13 @@ def _image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
+def _build_cached(name: str, context: dict[str, Path], args: dict[str, str]) -> str:
+    tag = f"deploytest-standin-{name.replace('_', '-')}:{_key(HERE / name, context, args)}"
+    if not _image_exists(tag):
+        _build(tag, HERE / name / "Dockerfile", context, args)
+    return tag
+
+
 def build_all() -> dict[str, str]:
     """Local tags of every stand-in, by versions.yml name (built only when missing)."""
     base = hostimage.build()
@@ -174,14 +261,25 @@ def build_all() -> dict[str, str]:
             extra["docker-entrypoint.sh"] = HERE / "postgres/docker-entrypoint.sh"
         if name == "python":
             extra["wheels"] = wheelhouse()
+            extra["npm-cache"] = npm_cache()
         if name == "gitlab":
             extra["gitlab-rails"] = HERE / "gitlab/gitlab-rails"
+            extra["gitlab-backup"] = HERE / "gitlab/gitlab-backup"
+            extra["start"] = HERE / "gitlab/start"
             extra |= {f"app/{k}": v for k, v in GITLAB_APP.items()}
         parent = tags["python"] if name == "gitlab" else base
         tag = f"deploytest-standin-{name}:{_key(parent, HERE / name, packages, *extra.values())}"
         if not _image_exists(tag):
             _build(tag, HERE / name / "Dockerfile", extra, {"BASE": parent})
         tags[name] = tag
+    tags["mlflow_python"] = _build_cached(
+        "mlflow_python",
+        {"python.tar": python_312_tree() / "python.tar", "wheels": wheelhouse_312()},
+        {"BASE": base, "PYTHON": (python_312_tree() / "python").read_text()},
+    )
+    tags["oauth2_proxy"] = _build_cached(
+        "oauth2_proxy", {"oauth2-proxy": HERE / "oauth2_proxy/oauth2-proxy"}, {"BASE": base}
+    )
     minio_args = {
         "PYTHON": tags["python"],
         "MOTO_VERSION": _constraint("moto"),
@@ -220,3 +318,29 @@ def push_all(registry: str, tags: dict[str, str]) -> list[str]:
         subprocess.run(["docker", "rmi", remote], check=True, capture_output=True)
         pushed.append(name)
     return pushed
+
+
+DEV_IMAGE = "platform/environments/dev"
+
+
+def push_dev_image(registry: str, base: str) -> str:
+    """The hub's dev image (built by the platform's own CI on a real site): the host image
+    pushed as DEV_IMAGE, and its reference by the digest the registry reports."""
+    remote = f"{registry}/{DEV_IMAGE}:converge"
+    subprocess.run(["docker", "tag", base, remote], check=True)
+    subprocess.run(["docker", "push", "-q", remote], check=True, capture_output=True)
+    subprocess.run(["docker", "rmi", remote], check=True, capture_output=True)
+    digest = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            f"docker://{remote}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return digest

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.bridge.gitlab_fake import TOKEN, GitLabFake
 from tests.fixtures.provisioning import REPO
@@ -127,3 +128,18 @@ def test_applications_are_created_once_and_replaced_when_their_secret_is_lost(
         f"OIDC_CLIENT_ID={new['client_id']}\n"
         in (dest / "svc-01/opt/platform/env/mlflow-oidc.env").read_text()
     )
+
+
+def test_applications_come_after_the_gitlab_bootstrap_that_installs_their_token() -> None:
+    """The applications call GitLab with the admin token; on a fresh host that token exists only
+    once the GitLab bootstrap has waited for GitLab and installed it (found by the converge test:
+    the first deploy failed at `List GitLab's OAuth applications`)."""
+    tasks = yaml.safe_load((ANSIBLE / "playbooks/service_host.yml").read_text())[0]["tasks"]
+    steps = [
+        (
+            t["ansible.builtin.import_role"]["name"],
+            t["ansible.builtin.import_role"].get("tasks_from"),
+        )
+        for t in tasks
+    ]
+    assert steps.index(("gitlab", "bootstrap")) < steps.index(("identity", "applications"))

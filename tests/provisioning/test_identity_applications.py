@@ -6,18 +6,15 @@ application whose secret file is lost replaced.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.bridge.gitlab_fake import TOKEN, GitLabFake
-from tests.fixtures.provisioning import REPO
+from tests.fixtures.provisioning import ANSIBLE, REPO, ansible_playbook
 
-ANSIBLE = REPO / "ansible"
 PLAYBOOK = f"""\
 - name: OAuth applications of the GitLab login
   hosts: svc-01
@@ -44,31 +41,15 @@ RELYING_PARTIES = {"mlflow", "jupyterhub", "minio_console", "bridge_pages"}
 
 
 def run(playbook: Path, secrets: Path, dest: Path, gitlab: GitLabFake) -> str:
-    done = subprocess.run(
-        [
-            str(REPO / ".venv/bin/ansible-playbook"),
-            "-i",
-            "inventories/example",
-            str(playbook),
-            "-e",
-            f"platform_secrets_dir={secrets}",
-            "-e",
-            "platform_render=true",
-            "-e",
-            f"platform_render_dest={dest}",
-            "-e",
-            f"__gitlab_api={gitlab.url}/api/v4",
-            "-e",
-            "ansible_connection=local",
-            "-e",
-            f"ansible_python_interpreter={REPO}/.venv/bin/python",
-        ],
-        cwd=ANSIBLE,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")},
-    )
+    extra = {
+        "platform_secrets_dir": str(secrets),
+        "platform_render": "true",
+        "platform_render_dest": str(dest),
+        "__gitlab_api": f"{gitlab.url}/api/v4",
+        "ansible_connection": "local",
+        "ansible_python_interpreter": f"{REPO}/.venv/bin/python",
+    }
+    done = ansible_playbook("inventories/example", playbook, extra)
     assert done.returncode == 0, done.stdout[-4000:]
     return done.stdout
 

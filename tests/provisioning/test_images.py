@@ -5,7 +5,6 @@ images built here, and the deploy's use of the lock (first play, mirror, build b
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from local.ports import free_port
-from tests.fixtures.provisioning import REPO, make
+from tests.fixtures.provisioning import REPO, ansible_playbook, make
 from tests.fixtures.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -252,30 +251,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 
 def preflight(
-    site: Site, *extra: str, inventory: Path | None = None
+    site: Site, inventory: Path | None = None, **settings: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(REPO / ".venv/bin/ansible-playbook"),
-            "-i",
-            str(inventory or site.inventory),
-            "playbooks/preflight.yml",
-            "-e",
-            f"platform_secrets_dir={site.secrets}",
-            "-e",
-            "platform_render=true",
-            *extra,
-        ],
-        cwd=REPO / "ansible",
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-        },
-    )
+    extra = {"platform_secrets_dir": str(site.secrets), "platform_render": "true", **settings}
+    return ansible_playbook(inventory or site.inventory, "playbooks/preflight.yml", extra)
 
 
 def one_line_message(log: str) -> str:
@@ -285,7 +264,7 @@ def one_line_message(log: str) -> str:
 
 
 def test_first_play_passes_with_a_resolved_lock(site: Site, image_lock: ImageLock) -> None:
-    done = preflight(site, "-e", f"platform_images_lock={image_lock.path}")
+    done = preflight(site, platform_images_lock=str(image_lock.path))
     assert done.returncode == 0, done.stdout[-3000:]
 
 
@@ -296,7 +275,7 @@ def test_first_play_refuses_an_image_without_a_locked_digest(
     entries = lock_entries(image_lock.path)
     del entries["postgres"]
     partial.write_text(yaml.safe_dump({"images": entries}))
-    done = preflight(site, "-e", f"platform_images_lock={partial}")
+    done = preflight(site, platform_images_lock=str(partial))
     assert done.returncode != 0
     assert one_line_message(done.stdout) == f"image 'postgres' {UNLOCKED.format(lock=partial)}"
     # No host task ran: the first play stopped everything.
@@ -317,7 +296,7 @@ def test_an_inventory_overrides_versions_yml(
     (inventory / "group_vars/all/images.yml").write_text(
         yaml.safe_dump({"platform_images": images})
     )
-    done = preflight(site, "-e", f"platform_images_lock={image_lock.path}", inventory=inventory)
+    done = preflight(site, platform_images_lock=str(image_lock.path), inventory=inventory)
     # The lock was resolved for versions.yml's nginx tag, so the inventory's tag has no digest.
     assert done.returncode != 0
     assert one_line_message(done.stdout) == f"image 'nginx' {UNLOCKED.format(lock=image_lock.path)}"
@@ -338,7 +317,7 @@ def test_first_play_stays_on_the_controller_when_the_inventory_sets_a_connection
     )
     hosts["all"]["children"]["service_hosts"]["hosts"]["platform-01"].pop("ansible_host")
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    done = preflight(site, "-e", f"platform_images_lock={image_lock.path}", inventory=inventory)
+    done = preflight(site, platform_images_lock=str(image_lock.path), inventory=inventory)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "UNREACHABLE" not in done.stdout
 

@@ -4,7 +4,6 @@ mount facts a host could report, and the order of the checks within the role."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.provisioning import REPO
+from tests.fixtures.provisioning import REPO, ansible_playbook
 
-PLAYBOOK_BIN = str(REPO / ".venv/bin/ansible-playbook")
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
 PLAYBOOK = """\
 - name: Find the data directory's file system
   hosts: localhost
@@ -40,14 +37,7 @@ def data_mount(tmp: Path, data_dir: str, mounts: list[str]) -> subprocess.Comple
         "__platform_mounts": facts,
         "ansible_python_interpreter": sys.executable,
     }
-    return subprocess.run(
-        [PLAYBOOK_BIN, "-i", "localhost,", str(tmp / "play.yml"), "-e", json.dumps(extra)],
-        cwd=REPO / "ansible",
-        capture_output=True,
-        text=True,
-        check=False,
-        env=ENV,
-    )
+    return ansible_playbook("localhost,", tmp / "play.yml", extra)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ inventory (tags, run_untagged, timeout, access level) reaches the existing runne
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,10 +16,8 @@ import pytest
 import yaml
 
 from tests.bridge.gitlab_fake import TOKEN, GitLabFake
-from tests.fixtures.provisioning import REPO
+from tests.fixtures.provisioning import ansible_playbook
 
-PLAYBOOK_BIN = str(REPO / ".venv/bin/ansible-playbook")
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
 PLAYBOOK = """\
 - name: Create and update this host's runners
   hosts: runner_hosts
@@ -65,21 +62,7 @@ def converge(tmp: Path, fake: GitLabFake, **settings: object) -> subprocess.Comp
         "__platform_memory_mb": 16384,
         **settings,
     }
-    return subprocess.run(
-        [
-            PLAYBOOK_BIN,
-            "-i",
-            str(tmp / "hosts.yml"),
-            str(tmp / "play.yml"),
-            "-e",
-            json.dumps(extra),
-        ],
-        cwd=REPO / "ansible",
-        capture_output=True,
-        text=True,
-        check=False,
-        env=ENV,
-    )
+    return ansible_playbook(tmp / "hosts.yml", tmp / "play.yml", extra)
 
 
 def recap_changed(log: str) -> int:

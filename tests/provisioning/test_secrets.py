@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.fixtures.provisioning import REPO, Render, make, tree_digest
+from tests.fixtures.provisioning import REPO, Render, ansible_playbook, make, tree_digest
 from tests.fixtures.registry import ImageLock
 
 EXAMPLE = REPO / "secrets.example"
@@ -98,25 +98,12 @@ def test_first_play_stops_on_missing_or_example_secrets(
         os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
     def preflight() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                str(REPO / ".venv/bin/ansible-playbook"),
-                "-i",
-                "inventories/example",
-                "playbooks/preflight.yml",
-                "-e",
-                f"platform_secrets_dir={secrets}",
-                "-e",
-                "platform_render=true",
-                "-e",
-                f"platform_images_lock={image_lock.path}",
-            ],
-            cwd=REPO / "ansible",
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg")},
-        )
+        extra = {
+            "platform_secrets_dir": str(secrets),
+            "platform_render": "true",
+            "platform_images_lock": str(image_lock.path),
+        }
+        return ansible_playbook("inventories/example", "playbooks/preflight.yml", extra)
 
     (secrets / "minio/backup_secret_key").unlink()
     missing = preflight()

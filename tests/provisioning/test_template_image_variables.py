@@ -10,18 +10,16 @@ to a file and compared with the lock.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.fixtures.provisioning import REPO
+from tests.fixtures.provisioning import ANSIBLE, REPO, ansible_playbook
 from tests.fixtures.registry import ImageLock
 from tests.templates.test_builder_image import allows
 
-ANSIBLE = REPO / "ansible"
 PLAYBOOK = f"""\
 - name: Instance CI/CD variables of the pipeline templates' images
   hosts: svc-01
@@ -73,27 +71,12 @@ def run(tmp_path: Path, lock: Path, **extra: str) -> tuple[subprocess.CompletedP
         "out": str(out),
         **extra,
     }
-    done = subprocess.run(
-        [
-            str(REPO / ".venv/bin/ansible-playbook"),
-            "-i",
-            "inventories/example",
-            str(playbook),
-            "-e",
-            json.dumps(settings),
-            "-e",
-            "ansible_connection=local",
-            "-e",
-            "ansible_become=false",
-            "-e",
-            f"ansible_python_interpreter={REPO}/.venv/bin/python",
-        ],
-        cwd=ANSIBLE,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")},
-    )
+    local = {
+        "ansible_connection": "local",
+        "ansible_become": "false",
+        "ansible_python_interpreter": f"{REPO}/.venv/bin/python",
+    }
+    done = ansible_playbook("inventories/example", playbook, {**settings, **local})
     return done, (json.loads(out.read_text()) if out.exists() else {})
 
 

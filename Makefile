@@ -87,8 +87,8 @@ lock: ## Regenerate constraints.txt from a fresh install of pyproject.toml
 test: setup ## Run every test but the converge test (real Postgres, MLflow, nginx, Docker, gitlab-ci-local)
 	$(VENV)/bin/pytest -m "not deploy"
 
-test-deploy: setup ## Converge test: `make deploy` of both shipped inventories on fresh Debian 12 hosts (tests/deploy/README.md)
-	$(VENV)/bin/pytest -m deploy tests/deploy
+test-deploy: setup ## Converge test: `make deploy` of both shipped inventories on fresh Debian 12 hosts, side by side (tests/deploy/README.md)
+	$(VENV)/bin/pytest -m deploy -n 2 --dist loadfile tests/deploy
 
 lint: setup ## Run every linter (Python, shell, Dockerfiles, Ansible)
 	$(VENV)/bin/ruff check .

@@ -173,8 +173,11 @@ class Demo(LocalStack):
             s3 = self.s3()
             s3.start()
             s3.ensure_bucket(DATASET_BUCKET)
-        with step("MLflow server (Postgres backend, S3 artifacts; the first start takes ~30 s)"):
-            self.mlflow().start()
+        # MLflow's first start (imports, then its schema migrations) is the slowest step: it
+        # runs while the other services start and the templates are published; `up` waits
+        # for it before the pipeline.
+        with step("MLflow server (Postgres backend, S3 artifacts): starting in the background"):
+            self.mlflow().launch()
         with step("Local CI ID-token issuer (JWKS on loopback)"):
             self.issuer().key()
             issuer_daemon = self.issuer_daemon()
@@ -317,6 +320,8 @@ class Demo(LocalStack):
             say(f"    platform/pipeline-templates@{version} = {templates_sha[:12]}")
             digests = self.publish_dataset()
             say(f"    s3://{DATASET_BUCKET}/sha256/{digests[0]}")
+        with step("MLflow server ready (the first start takes ~20 s)"):
+            self.mlflow().wait_until_ready()
         with step("Run examples/breast-cancer with gitlab-ci-local (shell executor)"):
             for note in LOCAL_MODE_NOTES:
                 say(f"    note: {note}")

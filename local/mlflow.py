@@ -65,13 +65,19 @@ class LocalMlflow:
         ]
         return Daemon(name=self.name, argv=argv, state_dir=self.state_dir, env=self.environment())
 
-    def start(self, timeout: float = 120.0) -> str:
+    def launch(self) -> None:
+        """Start the server without waiting for it (see `wait_until_ready`)."""
         bucket = self.artifacts_destination.removeprefix("s3://").split("/", 1)[0]
         self.s3.ensure_bucket(bucket)
-        daemon = self.daemon
-        daemon.start()
-        daemon.wait_for_http(f"{self.url}/health", timeout)
+        self.daemon.start()
+
+    def wait_until_ready(self, timeout: float = 120.0) -> str:
+        self.daemon.wait_for_http(f"{self.url}/health", timeout)
         return self.url
+
+    def start(self, timeout: float = 120.0) -> str:
+        self.launch()
+        return self.wait_until_ready(timeout)
 
     def is_running(self) -> bool:
         return self.daemon.is_running()

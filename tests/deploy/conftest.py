@@ -1,8 +1,15 @@
 """Fixtures of the converge test: what every site shares (built once per run) and one site per
-shipped inventory; the report printed at the end."""
+shipped inventory; the report printed at the end.
+
+`make test-deploy` runs the two inventories side by side (pytest-xdist, one worker per test
+file): a deploy mostly waits (SSH round trips, health checks), so two sites on two cores take
+little longer than one. The shared preparation runs under a file lock, so the second worker
+finds the caches the first one built; each worker sends its part of the report to the
+controller, which prints it."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -28,14 +35,24 @@ SUBSTITUTES = [
 
 
 @pytest.fixture(scope="session")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Host image, apt mirror, stand-in images in a registry, and the lock resolved from it."""
     started = time.monotonic()
+    aptrepo.cache_root().mkdir(parents=True, exist_ok=True)
+    with (aptrepo.cache_root() / ".prepare.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # released when the file closes
+        prepared = prepare(tmp_path_factory)
+    REPORT["preparation_seconds"] = round(time.monotonic() - started)
+    return prepared
+
+
+def prepare(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     image = hostimage.build()
     apt_repo, fingerprint = aptrepo.build()
     tags = stand_ins.build_all()
     # The registry's storage is kept with the other caches: a push uploads only the layers
-    # it does not hold yet, so only a changed stand-in costs time.
+    # it does not hold yet, so only a changed stand-in costs time. Each host serves the same
+    # storage through a registry of its own (hosts.py); this one only takes the pushes.
     workdir = aptrepo.cache_root() / "registry"
     lock = tmp_path_factory.mktemp("lock") / "images.lock.yml"
     with running_registry(workdir) as registry:
@@ -57,15 +74,14 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
             capture_output=True,
             text=True,
         )
-        REPORT["preparation_seconds"] = round(time.monotonic() - started)
-        yield {
-            "image": image,
-            "apt": apt_repo,
-            "fingerprint": fingerprint,
-            "registry_data": workdir / "data",
-            "lock": lock,
-            "dev_digest": dev_digest,
-        }
+    return {
+        "image": image,
+        "apt": apt_repo,
+        "fingerprint": fingerprint,
+        "registry_data": workdir / "data",
+        "lock": lock,
+        "dev_digest": dev_digest,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +129,27 @@ def record(site: Deployment, label: str, run) -> None:
             },
         }
     )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In an xdist worker: hand this worker's sites to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and REPORT["sites"]:
+        workeroutput["converge_report"] = json.dumps(
+            {k: REPORT.get(k) for k in ("sites", "preparation_seconds")}, default=str
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """In the xdist controller: merge a worker's sites into the report."""
+    part = getattr(node, "workeroutput", {}).get("converge_report")
+    if part:
+        part = json.loads(part)
+        REPORT["sites"].update(part["sites"])  # type: ignore[union-attr]
+        REPORT["preparation_seconds"] = max(
+            REPORT.get("preparation_seconds") or 0, part["preparation_seconds"] or 0
+        )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -176,6 +176,8 @@ class Deployment:
         site = {
             "platform_domain": DOMAIN,
             "platform_service_address": self.service_host().address,
+            # The site has no DNS server: every host and job container maps the service names.
+            "platform_manage_etc_hosts": True,
             "platform_require_time_sync": False,
             "platform_registry_mirror": f"127.0.0.1:{REGISTRY_PORT}",
             "platform_images_lock": str(self.lock),

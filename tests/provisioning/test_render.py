@@ -337,3 +337,19 @@ def test_env_files_hold_what_the_services_read(example_render: Render) -> None:
         "datasets": None,
         "platform-backups": 30,
     }
+
+
+def test_backup_uploader_can_read_the_root_only_staging_folder(example_render: Render) -> None:
+    """The staging folder is root's, mode 0700 (the backup script's umask 077); the uploader runs
+    in the MLflow image, whose default user is unprivileged, so it must run as root (the converge
+    test's `make backup` failed with `Permission denied: '/backup/<stamp>'` before)."""
+    host = example_render.host("svc-01")
+    uploader = yaml.safe_load((host / "opt/platform/compose/compose.yml").read_text())["services"][
+        "backup-upload"
+    ]
+    dockerfile = (host / "opt/platform/mlflow/Dockerfile").read_text()
+    assert re.search(r"^USER [1-9]", dockerfile, re.MULTILINE)
+    assert uploader["user"] == "0:0"
+    staging = next(v for v in uploader["volumes"] if v.split(":")[1] == "/backup")
+    assert staging.endswith(":ro")
+    assert "umask 077" in (host / "opt/platform/bin/platform-backup").read_text()

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 from standardwebhooks.webhooks import Webhook
 
 from tests.bridge.payloads import job_event
@@ -16,6 +21,13 @@ from tests.deploy.site import DOMAIN, Deployment
 
 STACK = "/opt/platform/compose"
 COLLECTOR = "/opt/platform/collector"
+MLFLOW_MEMBER = Path(__file__).with_name("mlflow_member.py")
+# The login group of both shipped inventories (identity_login_groups): experiments of its
+# members' jobs are named `ml-users/...`.
+CI_GROUP = "ml-users"
+CI_USER = {"id": 41, "username": "converge-ci", "email": f"converge-ci@{DOMAIN}"}
+# A GitLab user who never became known to MLflow.
+STRANGER = {"id": 42, "username": "stranger", "email": f"stranger@{DOMAIN}"}
 
 
 class Https:
@@ -65,14 +77,100 @@ def mlflow_health(https: Https) -> None:
 
 def mlflow_api_needs_a_gitlab_identity(https: Https) -> None:
     """MLflow's API behind its GitLab login (mlflow-oidc-auth): nothing without credentials, and
-    a bearer token GitLab did not sign is refused. A run logged with a CI job's ID token needs a
-    user MLflow knows (a GitLab login first), which the GitLab stand-in cannot provide: that path
-    is covered by tests/identity (docs/operations.md, section 9)."""
+    a bearer token that is not even a signed JWT is refused."""
     search = "/api/2.0/mlflow/experiments/search?max_results=1"
     status, body = https.curl("mlflow", search)
     assert status == 401, body
     status, body = https.curl("mlflow", search, "-H", "Authorization: Bearer e30.e30.forged")
     assert status == 401, body
+
+
+def mint_ci_id_token(https: Https, user: dict[str, Any], project_path: str) -> str:
+    """An ID token for a job `user` started in `project_path`, with the MLflow URL as audience
+    (`id_tokens: MLFLOW_ID_TOKEN: aud:` in pipeline-templates/templates/train.yml), signed by
+    the GitLab stand-in (its test-only `POST /-/ci-token`, with the deploy's admin token)."""
+    request = {"user": user, "project_path": project_path, "aud": f"https://mlflow.{DOMAIN}"}
+    status, body = https.curl(
+        "gitlab",
+        "/-/ci-token",
+        "-X",
+        "POST",
+        "-H",
+        f"PRIVATE-TOKEN: {https.secret('gitlab/admin_token')}",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        json.dumps(request),
+    )
+    assert status == 201, body
+    return json.loads(body)["token"]
+
+
+def forged_like(token: str) -> str:
+    """The same claims and `kid`, signed by a key GitLab never had."""
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    kid = jwt.get_unverified_header(token)["kid"]
+    return jwt.encode(claims, forger, algorithm="RS256", headers={"kid": kid})
+
+
+def mlflow_run_logged_with_a_ci_id_token(https: Https) -> None:
+    """What a training job does (MLFLOW_TRACKING_TOKEN=$MLFLOW_ID_TOKEN): as the user who
+    started it, create its experiment `<group>/...`, start a run, log a metric, end the run,
+    and read it back; all through nginx. Then a token signed by another key, and one of a user
+    MLflow does not know, get 401. MLflow fetches GitLab's discovery document and keys over
+    HTTPS through nginx, so this also checks that path and the site's CA inside the container."""
+    member = compose(
+        https.site,
+        STACK,
+        "exec",
+        "-T",
+        "mlflow",
+        "python",
+        "-c",
+        MLFLOW_MEMBER.read_text(),
+        CI_USER["email"],
+        CI_GROUP,
+    )
+    assert member.returncode == 0, member.stdout + member.stderr
+    project = f"{CI_GROUP}/converge-model"
+    token = mint_ci_id_token(https, CI_USER, project)
+
+    def api(path: str, document: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = [] if document is None else ["--data-binary", json.dumps(document)]
+        status, body = https.curl(
+            "mlflow",
+            f"/api/2.0/mlflow/{path}",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-H",
+            "Content-Type: application/json",
+            *data,
+        )
+        assert status == 200, f"{path}: {status} {body}"
+        return json.loads(body)
+
+    experiment = api("experiments/create", {"name": f"{CI_GROUP}/converge-check"})
+    now = int(time.time() * 1000)
+    started = {"experiment_id": experiment["experiment_id"], "start_time": now}
+    run = api("runs/create", started)["run"]["info"]
+    metric = {"key": "converge", "value": 1.5, "timestamp": now, "step": 0}
+    api("runs/log-metric", {"run_id": run["run_id"], **metric})
+    api("runs/update", {"run_id": run["run_id"], "status": "FINISHED", "end_time": now + 1})
+    logged = api(f"runs/get?run_id={run['run_id']}")["run"]
+    assert logged["info"]["experiment_id"] == experiment["experiment_id"], logged
+    assert logged["info"]["status"] == "FINISHED", logged
+    metrics = {m["key"]: m["value"] for m in logged["data"].get("metrics", [])}
+    assert metrics == {"converge": 1.5}, logged
+    # MLflow reached GitLab's keys above, so these are refused for what they are.
+    for refused in (forged_like(token), mint_ci_id_token(https, STRANGER, project)):
+        status, body = https.curl(
+            "mlflow",
+            "/api/2.0/mlflow/experiments/search?max_results=1",
+            "-H",
+            f"Authorization: Bearer {refused}",
+        )
+        assert status == 401, body
 
 
 def bridge_ready(https: Https) -> None:

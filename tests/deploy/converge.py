@@ -44,6 +44,7 @@ class ConvergeSteps:
         https = checks.Https(deployment)
         checks.mlflow_health(https)
         checks.mlflow_api_needs_a_gitlab_identity(https)
+        checks.mlflow_run_logged_with_a_ci_id_token(https)
         checks.bridge_ready(https)
         checks.job_hook_recorded(https)
         checks.s3_put_get(https)

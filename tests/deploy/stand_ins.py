@@ -67,6 +67,14 @@ def wheel_requirements() -> list[str]:
     ]
 
 
+def _signing_pins() -> dict[str, str]:
+    """Versions of what the GitLab stand-in signs with, installed from the wheelhouse."""
+    return {
+        "PYJWT_VERSION": _constraint("pyjwt"),
+        "CRYPTOGRAPHY_VERSION": _constraint("cryptography"),
+    }
+
+
 def _has(name: str) -> bool:
     try:
         _constraint(name)
@@ -268,9 +276,12 @@ def build_all() -> dict[str, str]:
             extra["start"] = HERE / "gitlab/start"
             extra |= {f"app/{k}": v for k, v in GITLAB_APP.items()}
         parent = tags["python"] if name == "gitlab" else base
-        tag = f"deploytest-standin-{name}:{_key(parent, HERE / name, packages, *extra.values())}"
+        # The GitLab stand-in signs ID tokens with PyJWT: its pins are part of its recipe.
+        pins = _signing_pins() if name == "gitlab" else {}
+        key = _key(parent, HERE / name, packages, *extra.values(), *([pins] if pins else []))
+        tag = f"deploytest-standin-{name}:{key}"
         if not _image_exists(tag):
-            _build(tag, HERE / name / "Dockerfile", extra, {"BASE": parent})
+            _build(tag, HERE / name / "Dockerfile", extra, {"BASE": parent, **pins})
         tags[name] = tag
     tags["mlflow_python"] = _build_cached(
         "mlflow_python",

@@ -5,19 +5,34 @@ Added to tests/bridge/gitlab_fake.py: readiness, personal access tokens (install
 `gitlab-rails` shim beside this file, as `gitlab-rails runner` does), application settings,
 groups, project creation, the repository files/commits/tags of the templates project, the
 CI/CD catalog GraphQL query and mutation, system hooks, instance CI/CD variables, runner
-creation (`POST /user/runners`, glrt- tokens) and `POST /runners/verify`, and the JWKS.
-State lives in memory: a recreated container starts as a fresh GitLab would without its volume.
+creation (`POST /user/runners`, glrt- tokens) and `POST /runners/verify`, and GitLab's
+signing key: the OpenID discovery document (issuer and `jwks_uri` only: the stand-in has no
+login) and the JWKS (`/oauth/discovery/keys`) serve an RSA key generated at start.
+Test-only, not in GitLab: `POST /-/ci-token` (a personal access token with `api` scope, i.e.
+root's) mints a CI job ID token signed with that key, with the claims GitLab gives a job
+(gitlab-contracts.md section 2.2), for the converge test's MLflow check.
+State lives in memory: a recreated container starts as a fresh GitLab would without its volume
+(and with a new signing key; relying parties refetch the JWKS on an unknown signature).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import re
 import secrets
 import sys
+import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.bridge import gitlab_fake
 from tests.bridge.gitlab_fake import GitLabFake, _Error
@@ -33,19 +48,89 @@ SETTINGS_DEFAULTS = {
     "version_check_enabled": True,
     "usage_ping_enabled": True,
 }
+# As GitLab's JwksController sends it (gitlab-contracts.md section 2.2).
+JWKS_CACHE_CONTROL = "max-age=86400, public, must-revalidate"
 UNAUTHENTICATED = (
     "/-/readiness",
     "/-/liveness",
     "/api/v4/runners/verify",
     "/oauth/discovery/keys",
+    "/.well-known/openid-configuration",
     "/-/fake/",
 )
+# GitLab's default lifetime of a job's ID token when the job sets no timeout (5 minutes).
+CI_TOKEN_SECONDS = 300
+
+
+def external_url(environment: dict[str, str], root: Path = Path("/")) -> str:
+    """GitLab's `external_url`, read as omnibus reads it: GITLAB_OMNIBUS_CONFIG, which the
+    Compose service sets to `from_file('/omnibus_config.rb')`, or the setting itself."""
+    config = environment.get("GITLAB_OMNIBUS_CONFIG", "")
+    if source := re.fullmatch(r"\s*from_file\('([^']+)'\)\s*", config):
+        config = (root / source[1].lstrip("/")).read_text()
+    found = re.search(r"^\s*external_url\s+'([^']+)'", config, re.MULTILINE)
+    if found is None:
+        raise SystemExit("GitLab stand-in: no external_url in GITLAB_OMNIBUS_CONFIG")
+    return found[1].rstrip("/")
+
+
+class SigningKey:
+    """GitLab's token signing key: RS256, named in the JWKS by its RFC 7638 thumbprint."""
+
+    def __init__(self) -> None:
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
+        required = {name: public[name] for name in ("e", "kty", "n")}
+        canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+        kid = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+        self.jwk = {**required, "kid": kid, "use": "sig", "alg": "RS256"}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.jwk["kid"]})
+
+
+def ci_token_claims(issuer: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A job's ID token claims (gitlab-contracts.md section 2.2) for a pipeline the user
+    `request["user"]` (username, email, id) started in `request["project_path"]`."""
+    user = request["user"]
+    project_path = request["project_path"]
+    ref = request.get("ref", "main")
+    now = int(time.time())
+    return {
+        "namespace_id": "1",
+        "namespace_path": project_path.rpartition("/")[0],
+        "project_id": "1",
+        "project_path": project_path,
+        "user_id": str(user["id"]),
+        "user_login": user["username"],
+        "user_email": user["email"],
+        "pipeline_id": "1",
+        "pipeline_source": "push",
+        "job_id": "1",
+        "ref": ref,
+        "ref_type": "branch",
+        "ref_path": f"refs/heads/{ref}",
+        "ref_protected": "false",
+        "runner_id": 1,
+        "runner_environment": "self-hosted",
+        "sha": "0" * 40,
+        "project_visibility": "internal",
+        "iss": issuer,
+        "sub": f"project_path:{project_path}:ref_type:branch:ref:{ref}",
+        "aud": request["aud"],
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + CI_TOKEN_SECONDS,
+        "jti": str(uuid.uuid4()),
+    }
 
 
 class DeployGitLab(GitLabFake):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, issuer: str) -> None:
         super().__init__()
         self.url = url
+        self.issuer = issuer
+        self.signing_key = SigningKey()
         self.tokens: dict[str, dict[str, Any]] = {}
         self.settings = dict(SETTINGS_DEFAULTS)
         self.groups: dict[str, dict[str, Any]] = {}
@@ -56,7 +141,7 @@ class DeployGitLab(GitLabFake):
         self.variables: dict[str, dict[str, Any]] = {}
         self.runner_tokens: dict[str, int] = {}
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (see below)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,7 +165,7 @@ class DeployGitLab(GitLabFake):
                 )
 
         # Inside its container on the Compose network: nginx and the deploy reach it there.
-        server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104
+        server = ThreadingHTTPServer((host, port), Handler)
         server.daemon_threads = True
         server.serve_forever()
 
@@ -115,7 +200,25 @@ class DeployGitLab(GitLabFake):
         if path == "/-/readiness" or path == "/-/liveness":
             return 200, {"status": "ok", "master_check": [{"status": "ok"}]}, {}
         if path == "/oauth/discovery/keys":
-            return 200, {"keys": []}, {}
+            return 200, {"keys": [self.signing_key.jwk]}, {"Cache-Control": JWKS_CACHE_CONTROL}
+        if path == "/.well-known/openid-configuration":
+            return (
+                200,
+                {
+                    "issuer": self.issuer,
+                    "jwks_uri": f"{self.issuer}/oauth/discovery/keys",
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                },
+                {},
+            )
+        if path == "/-/ci-token" and method == "POST":
+            if "api" not in self.tokens[token]["scopes"]:
+                raise _Error(403, {"message": "403 Forbidden"})
+            try:
+                claims = ci_token_claims(self.issuer, body)
+            except (KeyError, TypeError, AttributeError) as error:
+                raise _Error(400, {"message": f"missing {error}"}) from error
+            return 201, {"token": self.signing_key.sign(claims)}, {}
         if path == "/-/fake/tokens" and method == "POST":
             self.tokens[body["token"]] = {"name": body["name"], "scopes": body["scopes"]}
             return 201, {"installed": body["name"]}, {}
@@ -272,7 +375,8 @@ def _variable(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    DeployGitLab(sys.argv[1] if len(sys.argv) > 1 else "http://localhost").serve(80)
+    url = sys.argv[1] if len(sys.argv) > 1 else "http://localhost"
+    DeployGitLab(url, external_url(dict(os.environ))).serve(80)
 
 
 if __name__ == "__main__":

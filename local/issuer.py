@@ -101,6 +101,24 @@ def gitlab_claims(
     }
 
 
+def sign_id_token(
+    key: rsa.RSAPrivateKey, claims: dict[str, Any], *, issuer: str, audience: str, ttl: int
+) -> str:
+    """`claims` as an RS256 ID token from `issuer` for `audience`, valid `ttl` seconds from now,
+    its `kid` the key's thumbprint (the JWKS names the key the same way)."""
+    now = int(time.time())
+    payload = {
+        **claims,
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": public_jwk(key)["kid"]})
+
+
 @dataclass
 class LocalIssuer:
     """Signs tokens as issuer `url`; serves the JWKS from `state_dir`'s key on 127.0.0.1:`port`."""
@@ -129,18 +147,7 @@ class LocalIssuer:
 
     def mint(self, claims: dict[str, Any], audience: str, ttl: int = 300) -> str:
         """An RS256 ID token for `audience`, valid `ttl` seconds from now."""
-        key = self.key()
-        now = int(time.time())
-        payload = {
-            **claims,
-            "iss": self.url,
-            "aud": audience,
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + ttl,
-            "jti": str(uuid.uuid4()),
-        }
-        return jwt.encode(payload, key, algorithm="RS256", headers={"kid": public_jwk(key)["kid"]})
+        return sign_id_token(self.key(), claims, issuer=self.url, audience=audience, ttl=ttl)
 
     def daemon_argv(self) -> list[str]:
         return [

@@ -41,6 +41,7 @@ GITLAB_APP = {
     "tests/bridge/payloads.py": REPO / "tests/bridge/payloads.py",
     "local/__init__.py": REPO / "local/__init__.py",
     "local/ports.py": REPO / "local/ports.py",
+    "local/issuer.py": REPO / "local/issuer.py",
 }
 
 

@@ -17,23 +17,19 @@ State lives in memory: a recreated container starts as a fresh GitLab would with
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
 import secrets
 import sys
-import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.issuer import gitlab_claims, public_jwk, sign_id_token
 from tests.bridge import gitlab_fake
 from tests.bridge.gitlab_fake import GitLabFake, _Error
 
@@ -74,55 +70,19 @@ def external_url(environment: dict[str, str], root: Path = Path("/")) -> str:
     return found[1].rstrip("/")
 
 
-class SigningKey:
-    """GitLab's token signing key: RS256, named in the JWKS by its RFC 7638 thumbprint."""
-
-    def __init__(self) -> None:
-        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        public = jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
-        required = {name: public[name] for name in ("e", "kty", "n")}
-        canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
-        kid = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
-        self.jwk = {**required, "kid": kid, "use": "sig", "alg": "RS256"}
-
-    def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.jwk["kid"]})
-
-
-def ci_token_claims(issuer: str, request: dict[str, Any]) -> dict[str, Any]:
+def ci_token_claims(request: dict[str, Any]) -> dict[str, Any]:
     """A job's ID token claims (gitlab-contracts.md section 2.2) for a pipeline the user
     `request["user"]` (username, email, id) started in `request["project_path"]`."""
     user = request["user"]
-    project_path = request["project_path"]
-    ref = request.get("ref", "main")
-    now = int(time.time())
-    return {
-        "namespace_id": "1",
-        "namespace_path": project_path.rpartition("/")[0],
-        "project_id": "1",
-        "project_path": project_path,
-        "user_id": str(user["id"]),
-        "user_login": user["username"],
-        "user_email": user["email"],
-        "pipeline_id": "1",
-        "pipeline_source": "push",
-        "job_id": "1",
-        "ref": ref,
-        "ref_type": "branch",
-        "ref_path": f"refs/heads/{ref}",
-        "ref_protected": "false",
-        "runner_id": 1,
-        "runner_environment": "self-hosted",
-        "sha": "0" * 40,
-        "project_visibility": "internal",
-        "iss": issuer,
-        "sub": f"project_path:{project_path}:ref_type:branch:ref:{ref}",
-        "aud": request["aud"],
-        "iat": now,
-        "nbf": now - 5,
-        "exp": now + CI_TOKEN_SECONDS,
-        "jti": str(uuid.uuid4()),
-    }
+    claims = gitlab_claims(
+        job_id=1,
+        project_path=request["project_path"],
+        pipeline_id=1,
+        sha="0" * 40,
+        ref=request.get("ref", "main"),
+        user_login=user["username"],
+    )
+    return {**claims, "user_id": str(user["id"]), "user_email": user["email"]}
 
 
 class DeployGitLab(GitLabFake):
@@ -130,7 +90,8 @@ class DeployGitLab(GitLabFake):
         super().__init__()
         self.url = url
         self.issuer = issuer
-        self.signing_key = SigningKey()
+        # GitLab's token signing key, named in the JWKS by its RFC 7638 thumbprint.
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.tokens: dict[str, dict[str, Any]] = {}
         self.settings = dict(SETTINGS_DEFAULTS)
         self.groups: dict[str, dict[str, Any]] = {}
@@ -200,7 +161,8 @@ class DeployGitLab(GitLabFake):
         if path == "/-/readiness" or path == "/-/liveness":
             return 200, {"status": "ok", "master_check": [{"status": "ok"}]}, {}
         if path == "/oauth/discovery/keys":
-            return 200, {"keys": [self.signing_key.jwk]}, {"Cache-Control": JWKS_CACHE_CONTROL}
+            keys = [public_jwk(self.signing_key)]
+            return 200, {"keys": keys}, {"Cache-Control": JWKS_CACHE_CONTROL}
         if path == "/.well-known/openid-configuration":
             return (
                 200,
@@ -215,10 +177,18 @@ class DeployGitLab(GitLabFake):
             if "api" not in self.tokens[token]["scopes"]:
                 raise _Error(403, {"message": "403 Forbidden"})
             try:
-                claims = ci_token_claims(self.issuer, body)
+                claims = ci_token_claims(body)
+                audience = body["aud"]
             except (KeyError, TypeError, AttributeError) as error:
                 raise _Error(400, {"message": f"missing {error}"}) from error
-            return 201, {"token": self.signing_key.sign(claims)}, {}
+            token = sign_id_token(
+                self.signing_key,
+                claims,
+                issuer=self.issuer,
+                audience=audience,
+                ttl=CI_TOKEN_SECONDS,
+            )
+            return 201, {"token": token}, {}
         if path == "/-/fake/tokens" and method == "POST":
             self.tokens[body["token"]] = {"name": body["name"], "scopes": body["scopes"]}
             return 201, {"installed": body["name"]}, {}

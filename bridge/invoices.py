@@ -23,7 +23,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Json, Jsonb
 
 from bridge import usage as measured
-from bridge.billing import Rates, invoice_line, line_amount, next_period, plain
+from bridge.billing import Rates, invoice_line, line_amount, next_period
 from bridge.hpc import usage as hpc
 from bridge.storage import queries
 
@@ -139,15 +139,14 @@ def _unpriced_lines(
     # Jobs classified under a class that the rates file no longer has (rates changed without
     # `bridge rebuild`): shown, priced at zero, so they are noticed rather than dropped.
     return [
-        {
-            "kind": "unpriced",
-            "runner_class": runner_class,
-            "jobs": jobs,
-            "billable_seconds": plain(seconds),
-            "amount": "0.00",
-            "exact_amount": "0",
-            **({"for_period": row_period} if row_period != period else {}),
-        }
+        invoice_line(
+            "unpriced",
+            runner_class,
+            jobs,
+            seconds,
+            (Decimal(0), Decimal("0.00")),
+            for_period=row_period if row_period != period else None,
+        )
         for (row_period, runner_class), (jobs, seconds) in sorted(left.items())
     ]
 

@@ -83,7 +83,6 @@ class DemoDev(LocalStack):
                     "redirect_uris": [mlflow_callback],
                 },
                 *([self.hub().oauth_client] if "hub" in self.state else []),
-                *self.state.get("extra_clients", []),
             ],
         }
         return GitLabStandin(

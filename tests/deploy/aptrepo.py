@@ -61,9 +61,10 @@ def download_closure(pool: Path, packages: list[str]) -> None:
             ["docker", "create", hostimage.image_name()], check=True, capture_output=True, text=True
         ).stdout.strip()
         try:
-            export = subprocess.Popen(["docker", "export", cid], stdout=subprocess.PIPE)
-            subprocess.run(["tar", "-C", str(root), "-x"], stdin=export.stdout, check=True)
-            export.wait()
+            with subprocess.Popen(["docker", "export", cid], stdout=subprocess.PIPE) as export:
+                subprocess.run(["tar", "-C", str(root), "-x"], stdin=export.stdout, check=True)
+            if export.returncode != 0:
+                raise RuntimeError(f"docker export of {hostimage.image_name()} failed")
         finally:
             subprocess.run(["docker", "rm", cid], check=True, capture_output=True)
         shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")

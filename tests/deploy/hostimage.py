@@ -57,13 +57,13 @@ def build(root_parent: Path | None = None) -> str:
         )
         (root / "var/cache/apt/archives/partial").mkdir(parents=True)
         (root / "var/lib/apt/lists/partial").mkdir(parents=True)
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            ["docker", "import", "--change", 'CMD ["/sbin/init"]', "-", name],
-            stdin=tar.stdout,
-            check=True,
-            capture_output=True,
-        )
-        if tar.wait() != 0:
+        with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+            subprocess.run(
+                ["docker", "import", "--change", 'CMD ["/sbin/init"]', "-", name],
+                stdin=tar.stdout,
+                check=True,
+                capture_output=True,
+            )
+        if tar.returncode != 0:
             raise RuntimeError("tar of the host root failed")
     return name

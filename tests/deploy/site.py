@@ -179,6 +179,10 @@ class Deployment:
             # The site has no DNS server: every host and job container maps the service names.
             "platform_manage_etc_hosts": True,
             "platform_require_time_sync": False,
+            # The hosts' disks are this machine's, shared by both sites and the test suite's
+            # images: the production default (40 GB) would make the result depend on what
+            # else the machine holds. A site's largest host uses about 3.5 GB.
+            "platform_min_free_disk_gb": 5,
             "platform_registry_mirror": f"127.0.0.1:{REGISTRY_PORT}",
             "platform_images_lock": str(self.lock),
             "jupyterhub_dev_image": f"127.0.0.1:{REGISTRY_PORT}/{DEV_IMAGE}@{self.dev_digest}",

@@ -186,23 +186,24 @@ def python_312_tree() -> Path:
     prefix = interpreter.parents[1]
 
     def fill(staging: Path) -> None:
-        subprocess.run(
-            [
-                "tar",
-                "-C",
-                str(prefix),
-                "-c",
-                "--exclude=__pycache__",
-                "--exclude=*.pth",
-                "--exclude=lib/python3.*/test",
-                "--exclude=lib/python3.*/idlelib",
-                "--exclude=lib/python3.*/tkinter",
-                "bin",
-                "lib",
-            ],
-            stdout=(staging / "python.tar").open("wb"),
-            check=True,
-        )
+        with (staging / "python.tar").open("wb") as archive:
+            subprocess.run(
+                [
+                    "tar",
+                    "-C",
+                    str(prefix),
+                    "-c",
+                    "--exclude=__pycache__",
+                    "--exclude=*.pth",
+                    "--exclude=lib/python3.*/test",
+                    "--exclude=lib/python3.*/idlelib",
+                    "--exclude=lib/python3.*/tkinter",
+                    "bin",
+                    "lib",
+                ],
+                stdout=archive,
+                check=True,
+            )
         (staging / "python").write_text(interpreter.name)
 
     return _cached("cpython", _key(str(interpreter)), fill)

@@ -35,7 +35,7 @@ def configure(c, env: Mapping[str, str] = os.environ) -> None:
     missing = [name for name in REQUIRED if not env.get(name)]
     if missing:
         raise MissingSetting(
-            f"jupyterhub: set {', '.join(missing)} (see environments/hub/README.md)"
+            f"jupyterhub: set {', '.join(missing)} (each is described in platform_hub/settings.py)"
         )
     if not env.get("JUPYTERHUB_CRYPT_KEY"):
         raise MissingSetting("jupyterhub: set JUPYTERHUB_CRYPT_KEY (openssl rand -hex 32)")

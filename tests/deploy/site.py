@@ -181,7 +181,7 @@ class Deployment:
             "platform_require_time_sync": False,
             # The hosts' disks are this machine's, shared by both sites and the test suite's
             # images: the production default (40 GB) would make the result depend on what
-            # else the machine holds. A site's largest host uses about 3.5 GB.
+            # else the machine holds. A site's largest host used 3.3 GB.
             "platform_min_free_disk_gb": 5,
             "platform_registry_mirror": f"127.0.0.1:{REGISTRY_PORT}",
             "platform_images_lock": str(self.lock),
